@@ -1,0 +1,1 @@
+"""Flask API, auth, and the `flowyard` command line."""

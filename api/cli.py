@@ -1,0 +1,20 @@
+"""The `flowyard` command: a click group whose sub-commands live in api/commands/."""
+
+from __future__ import annotations
+
+import click
+
+from api.commands import db
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flowyard")
+def cli() -> None:
+    """Flowyard: distributed workflow execution on Celery and PostgreSQL."""
+
+
+cli.add_command(db.db)
+
+
+def main() -> None:
+    cli()

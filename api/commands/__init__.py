@@ -1,0 +1,1 @@
+"""One module per `flowyard` sub-command group; `api.cli` lists them."""

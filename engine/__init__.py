@@ -1,0 +1,1 @@
+"""Flowyard's pure domain: workflow documents, validation, expressions, planning. No I/O."""

@@ -1,0 +1,1 @@
+"""Alembic migrations; `migrations.runner` applies them without Flask."""

@@ -1,0 +1,106 @@
+"""Shared fixtures: a private PostgreSQL database and Redis database per test session.
+
+Each pytest session creates its own database (`flowyard_test_<random>`) on the server named by
+FLOWYARD_TEST_POSTGRES_URL and leases one Redis database index on FLOWYARD_TEST_REDIS_URL, so
+several sessions can run on one machine at once. Engine tests use none of these fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "FLOWYARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_SERVER_URL = os.environ.get("FLOWYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+_LEASE_SECONDS = 4 * 3600
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database migrated with `alembic upgrade head`, dropped at the end."""
+    import psycopg
+
+    from migrations import runner
+
+    name = f"flowyard_test_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(POSTGRES_ADMIN_URL, name)
+    try:
+        runner.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database index leased for this session and flushed before and after use."""
+    import redis
+
+    control = redis.Redis.from_url(f"{REDIS_SERVER_URL}/0")
+    token = secrets.token_hex(8)
+    for index in range(1, 16):
+        key = f"flowyard:test-lease:{index}"
+        if control.set(key, token, nx=True, ex=_LEASE_SECONDS):
+            break
+    else:
+        pytest.fail("no free Redis database index (1-15) for this test session")
+    url = f"{REDIS_SERVER_URL}/{index}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        if control.get(key) == token.encode():
+            control.delete(key)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str):  # type: ignore[no-untyped-def]
+    from models.settings import Settings
+
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        reconcile_interval_seconds=0.5,
+        step_lease_seconds=5,
+    )
+
+
+@pytest.fixture(scope="session")
+def db_engine(settings):  # type: ignore[no-untyped-def]
+    from models.db import make_engine
+
+    engine = make_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_session(db_engine):  # type: ignore[no-untyped-def]
+    """A session inside a transaction that is rolled back after the test."""
+    from sqlalchemy.orm import Session
+
+    connection = db_engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint",
+                      expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()

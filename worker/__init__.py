@@ -1,0 +1,1 @@
+"""Celery side: app factory, one task per node type, orchestrator, reconciler, notifications."""
