@@ -104,6 +104,8 @@ class Settings:
     max_delivery_attempts: int = 5
     # Rate limit on execute and failed logins, per token / client, per minute.
     rate_limit_per_minute: int = 600
+    # File a Celery worker touches periodically; the Kubernetes liveness probe checks its age.
+    worker_heartbeat_file: str | None = None
 
     @property
     def celery_broker_url(self) -> str | None:
@@ -147,6 +149,7 @@ class Settings:
              lambda n, r: _int(n, r, 1))
         read("FLOWYARD_MAX_DELIVERY_ATTEMPTS", "max_delivery_attempts", lambda n, r: _int(n, r, 1))
         read("FLOWYARD_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute", lambda n, r: _int(n, r, 1))
+        read("FLOWYARD_WORKER_HEARTBEAT_FILE", "worker_heartbeat_file", lambda n, r: r)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
