@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from api.commands import db
+from api.commands import db, worker_health
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,6 +14,7 @@ def cli() -> None:
 
 
 cli.add_command(db.db)
+cli.add_command(worker_health.worker_health)
 
 
 def main() -> None:
