@@ -1,0 +1,378 @@
+"""CEL expressions and `{{ }}` templates over plain JSON; it never touches Python objects.
+
+Semantics (CONTRACT §3):
+- One language everywhere: CEL, through `cel-python` (`celpy`). Expressions are compiled once
+  (cached by source) and checked when a workflow is saved (`template_problems`,
+  engine.validation).
+- Names: `input` (the instance input), `nodes` (`nodes.<id>.output`, `nodes.<id>.status`),
+  `instance` (`id`, `workflow_id`, `triggered_by`) and, on an edge, `output` (the source
+  node's output). Build them with `expression_context`.
+- Only JSON goes in (dict with str keys, list, str, int, float, bool, None) and only JSON comes
+  out: CEL ints and uints become int, doubles float, timestamps ISO 8601 strings (`Z`),
+  durations strings such as "90s"; bytes, types and non-finite doubles are errors. Because
+  the activation holds CEL values built from JSON only, no attribute walking on Python
+  objects is possible (`input.__class__` is a missing map key).
+- A missing key is an evaluation error (`input.x` with no `x`); `has(input.x)` tests for it.
+- Edge conditions and `condition.expression` must yield a bool (`evaluate_condition`).
+- Templates: a string config value may embed `{{ CEL }}`. A value that is exactly one
+  `{{ expr }}` takes the expression's type; otherwise each result is interpolated as text
+  (strings as they are, everything else as compact JSON: `true`, `null`, `[1,2]`). The
+  expression inside `{{ }}` may not itself contain `}}` (write `} }` in a map literal).
+- Limits, so a saved expression cannot exhaust a worker: at most 2,000 characters, brackets
+  nested at most 32 deep, at most 2 nested comprehension macros (map/filter/all/exists/
+  exists_one), and a JSON result of at most 100,000 values and 1,000,000 string characters.
+  Regular expressions (`matches`) run on RE2, so they cannot backtrack catastrophically.
+- Errors derive from `ExpressionError`: `ExpressionSyntaxError` at compile time,
+  `ExpressionEvaluationError` at run time; every message names the expression.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from functools import lru_cache
+from typing import Any, Final
+
+import celpy
+import lark
+from celpy import celtypes
+
+MAX_EXPRESSION_LENGTH: Final = 2_000
+MAX_BRACKET_DEPTH: Final = 32
+MAX_TREE_DEPTH: Final = 400
+MAX_COMPREHENSION_NESTING: Final = 2
+MAX_RESULT_VALUES: Final = 100_000
+MAX_RESULT_CHARS: Final = 1_000_000
+_MESSAGE_CAP = 240
+_COMPREHENSIONS = frozenset({"map", "filter", "all", "exists", "exists_one"})
+# One `{{ ... }}` whose body does not contain `}}`.
+_TEMPLATE = re.compile(r"\{\{((?:(?!\}\}).)*)\}\}", re.DOTALL)
+_INNER_CEL_ERROR = re.compile(r"CELEvalError\(\*\(\"((?:[^\"\\]|\\.)*)\"")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+class ExpressionError(Exception):
+    """Root of expression errors; the message names the expression."""
+
+
+class ExpressionSyntaxError(ExpressionError):
+    """The expression does not compile (syntax, length or nesting limits)."""
+
+
+class ExpressionEvaluationError(ExpressionError):
+    """The expression compiled but failed, or yielded a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class CompiledExpression:
+    """A checked CEL expression ready to evaluate."""
+
+    source: str
+    program: Any
+
+
+def _quote(source: str) -> str:
+    shown = source if len(source) <= 120 else source[:117] + "..."
+    return f"`{shown}`"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> celpy.Environment:
+    return celpy.Environment()
+
+
+def _bracket_depth(source: str) -> int:
+    """Deepest bracket nesting outside string literals (a cheap guard before parsing)."""
+    depth = best = 0
+    quote: str | None = None
+    escaped = False
+    for char in source:
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+            best = max(best, depth)
+        elif char in ")]}":
+            depth -= 1
+    return best
+
+
+def _check_tree(tree: lark.Tree[Any], source: str) -> None:
+    stack: list[tuple[Any, int, int]] = [(tree, 1, 0)]
+    while stack:
+        node, depth, comprehensions = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            raise ExpressionSyntaxError(f"expression {_quote(source)} is nested too deeply")
+        if not isinstance(node, lark.Tree):
+            continue
+        if node.data == "member_dot_arg" and any(
+            isinstance(child, lark.Token) and str(child) in _COMPREHENSIONS
+            for child in node.children
+        ):
+            comprehensions += 1
+            if comprehensions > MAX_COMPREHENSION_NESTING:
+                raise ExpressionSyntaxError(
+                    f"expression {_quote(source)} nests more than "
+                    f"{MAX_COMPREHENSION_NESTING} comprehensions"
+                )
+        stack.extend((child, depth + 1, comprehensions) for child in node.children)
+
+
+def _parse_message(error: Exception) -> str:
+    text = str(error.args[0]) if error.args else str(error)
+    return " ".join(text.split())[:_MESSAGE_CAP]
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(source: str) -> CompiledExpression:
+    """Compile and check one CEL expression. Raises: ExpressionSyntaxError."""
+    if not isinstance(source, str) or not source.strip():
+        raise ExpressionSyntaxError("expression is empty")
+    if len(source) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionSyntaxError(
+            f"expression {_quote(source)} is longer than {MAX_EXPRESSION_LENGTH} characters"
+        )
+    if _bracket_depth(source) > MAX_BRACKET_DEPTH:
+        raise ExpressionSyntaxError(f"expression {_quote(source)} is nested too deeply")
+    environment = _environment()
+    try:
+        tree = environment.compile(source)
+    except RecursionError:
+        raise ExpressionSyntaxError(f"expression {_quote(source)} is nested too deeply") from None
+    except Exception as error:  # celpy raises CELParseError and lark errors
+        raise ExpressionSyntaxError(
+            f"expression {_quote(source)} does not compile: {_parse_message(error)}"
+        ) from None
+    _check_tree(tree, source)
+    return CompiledExpression(source=source, program=environment.program(tree))
+
+
+def _to_cel(value: Any) -> Any:
+    """A CEL value from plain JSON. Raises: TypeError on anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return celtypes.BoolType(value)
+    if isinstance(value, int):
+        return celtypes.IntType(value)
+    if isinstance(value, float):
+        return celtypes.DoubleType(value)
+    if isinstance(value, str):
+        return celtypes.StringType(value)
+    if isinstance(value, list | tuple):
+        return celtypes.ListType([_to_cel(item) for item in value])
+    if isinstance(value, Mapping):
+        result = celtypes.MapType()
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"map key {key!r} is not a string")
+            result[celtypes.StringType(key)] = _to_cel(item)
+        return result
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.values = 0
+        self.chars = 0
+
+    def spend(self, chars: int = 0) -> None:
+        self.values += 1
+        self.chars += chars
+        if self.values > MAX_RESULT_VALUES or self.chars > MAX_RESULT_CHARS:
+            raise ValueError("the result is too large")
+
+
+def _scalar_to_json(value: Any, budget: _Budget) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, celtypes.BoolType):
+        return bool(value)
+    if isinstance(value, celtypes.TimestampType):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, celtypes.DurationType):
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, celtypes.BytesType):
+        raise ValueError("it yields bytes, which are not JSON")
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"it yields {value}, which is not JSON")
+        return float(value)
+    if isinstance(value, str):
+        budget.spend(len(value))
+        return str(value)
+    if isinstance(value, Exception):
+        raise ValueError(_evaluation_message(value))
+    raise ValueError(f"it yields a {type(value).__name__}, which is not JSON")
+
+
+def to_json(value: Any, budget: _Budget | None = None) -> Any:
+    """Plain JSON from a CEL result. Raises: ValueError when it has no JSON form."""
+    budget = budget or _Budget()
+    budget.spend()
+    if isinstance(value, Mapping):
+        return {
+            str(_scalar_to_json(key, budget)): to_json(item, budget) for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [to_json(item, budget) for item in value]
+    return _scalar_to_json(value, budget)
+
+
+def _evaluation_message(error: BaseException) -> str:
+    text = str(error.args[0]) if error.args else type(error).__name__
+    if "no matching overload" in text:
+        # celpy wraps the real cause (e.g. a missing key) in an overload error.
+        inner = _INNER_CEL_ERROR.search(str(error.args))
+        if inner:
+            text = inner.group(1).replace("\\'", "'")
+    text = text.split(" (in activation", 1)[0]
+    return " ".join(text.split())[:_MESSAGE_CAP]
+
+
+def evaluate(source: str | CompiledExpression, context: Mapping[str, Any]) -> Any:
+    """Evaluate an expression over a JSON context and return plain JSON.
+
+    Raises: ExpressionSyntaxError (does not compile), ExpressionEvaluationError.
+    """
+    compiled = source if isinstance(source, CompiledExpression) else compile_expression(source)
+    name = _quote(compiled.source)
+    try:
+        activation = {key: _to_cel(value) for key, value in context.items()}
+    except TypeError as error:
+        message = f"expression {name}: context is not JSON: {error}"
+        raise ExpressionEvaluationError(message) from None
+    try:
+        result = compiled.program.evaluate(activation)
+    except RecursionError:
+        raise ExpressionEvaluationError(f"expression {name} is nested too deeply") from None
+    except Exception as error:  # CELEvalError and celpy's own internal failures
+        raise ExpressionEvaluationError(
+            f"expression {name} failed: {_evaluation_message(error)}"
+        ) from None
+    try:
+        return to_json(result)
+    except ValueError as error:
+        raise ExpressionEvaluationError(f"expression {name} failed: {error}") from None
+
+
+def evaluate_condition(source: str | CompiledExpression, context: Mapping[str, Any]) -> bool:
+    """Evaluate an expression that must yield a bool. Raises: ExpressionError."""
+    result = evaluate(source, context)
+    if not isinstance(result, bool):
+        text = source.source if isinstance(source, CompiledExpression) else source
+        kind = "null" if result is None else type(result).__name__
+        raise ExpressionEvaluationError(f"expression {_quote(text)} yields {kind}, not a bool")
+    return result
+
+
+def expression_context(
+    input: Any,
+    nodes: Mapping[str, Any],
+    instance: Mapping[str, Any],
+    output: Any = MISSING,
+) -> dict[str, Any]:
+    """The names of CONTRACT §3; `nodes` maps node id -> {"output", "status"}."""
+    context: dict[str, Any] = {"input": input, "nodes": nodes, "instance": instance}
+    if output is not MISSING:
+        context["output"] = output
+    return context
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def has_template(value: str) -> bool:
+    """Whether a string embeds `{{`."""
+    return "{{" in value
+
+
+def render_template_string(value: str, context: Mapping[str, Any]) -> Any:
+    """Render one string: a lone `{{ expr }}` keeps its type, else text interpolation.
+
+    Raises: ExpressionError.
+    """
+    if "{{" not in value:
+        return value
+    whole = _TEMPLATE.fullmatch(value)
+    if whole is not None:
+        return evaluate(whole.group(1).strip(), context)
+    return _TEMPLATE.sub(lambda match: _text(evaluate(match.group(1).strip(), context)), value)
+
+
+def render_template_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every template in a JSON value (dict values and list items, not keys).
+
+    Raises: ExpressionError.
+    """
+    if isinstance(value, str):
+        return render_template_string(value, context)
+    if isinstance(value, Mapping):
+        return {key: render_template_value(item, context) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_template_value(item, context) for item in value]
+    return value
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+
+
+def _string_template_problems(text: str) -> list[str]:
+    problems: list[str] = []
+    for match in _TEMPLATE.finditer(text):
+        try:
+            compile_expression(match.group(1).strip())
+        except ExpressionSyntaxError as error:
+            problems.append(str(error))
+    if "{{" in _TEMPLATE.sub("", text):
+        problems.append("template has `{{` without a closing `}}`")
+    return problems
+
+
+def find_template_problems(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """(path, message) for every template in a JSON value that does not compile."""
+    return [
+        (where, message)
+        for where, text in _strings(value, path)
+        if "{{" in text
+        for message in _string_template_problems(text)
+    ]
+
+
+def template_problems(value: Any) -> list[str]:
+    """A message for every template in a JSON value that does not compile (path first)."""
+    return [
+        f"{where}: {message}" if where else message
+        for where, message in find_template_problems(value)
+    ]
