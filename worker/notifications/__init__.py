@@ -1,0 +1,1 @@
+"""Outbound notifications: channels (email, slack, webhook, sms), delivery of rows, notices."""
