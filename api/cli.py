@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from api.commands import db, serve, up, worker_health
+from api.commands import db, run, serve, up, worker_health
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +15,7 @@ def cli() -> None:
 
 cli.add_command(db.db)
 cli.add_command(up.up)
+cli.add_command(run.run)
 cli.add_command(serve.api)
 cli.add_command(serve.flower)
 cli.add_command(worker_health.worker_health)
