@@ -74,13 +74,7 @@ def guarded_request(
     """
     target = _parse_url(url, params)
     addresses = _resolve(target.host, target.port)
-    if not host_is_allowed(target.host, target.port, allowed_hosts):
-        refused = [addr for addr in addresses if is_forbidden_address(addr)]
-        if refused:
-            raise OutboundBlockedError(
-                f"refused outbound call to {target.host}: it resolves to a non-public address "
-                f"({refused[0]}); list the host in HTTP_ALLOWED_HOSTS to allow it"
-            )
+    refuse_forbidden(target.host, target.port, addresses, allowed_hosts)
     body, send_headers = _encode_body(data, json_body, headers, target.authorization)
     deadline = time.monotonic() + timeout_seconds
     connection = _connect(target, addresses, timeout_seconds)
@@ -94,6 +88,25 @@ def guarded_request(
         raise OutboundBlockedError(f"invalid request: {error}") from None
     finally:
         connection.close()
+
+
+def refuse_forbidden(
+    host: str, port: int, addresses: Sequence[str], allowed_hosts: Iterable[str]
+) -> None:
+    """Refuse when ANY of the resolved addresses is forbidden and the host is not allowed.
+
+    Raises:
+        OutboundBlockedError: naming the host and the first forbidden address.
+    """
+    if host_is_allowed(host, port, allowed_hosts):
+        return
+    refused = [address for address in addresses if is_forbidden_address(address)]
+    if refused or not addresses:
+        shown = refused[0] if refused else "no address"
+        raise OutboundBlockedError(
+            f"refused outbound call to {host}: it resolves to a non-public address "
+            f"({shown}); list the host in HTTP_ALLOWED_HOSTS to allow it"
+        )
 
 
 def _parse_url(url: str, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None) -> _Target:
