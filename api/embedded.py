@@ -6,6 +6,7 @@ own processes (that is `api.supervisor` and `flowyard up`).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Bumped when the layout of the data directory changes in a way an older Flowyard cannot read.
 DATA_DIR_FORMAT = 1
@@ -107,7 +109,10 @@ def postgres_major_version() -> str:
 
 def _pgserver_bin_path() -> Path:
     try:
-        from pgserver._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset, which is normal in containers.
+            warnings.simplefilter("ignore")
+            from pgserver._commands import POSTGRES_BIN_PATH
     except ImportError:
         raise EmbeddedError(
             "the embedded PostgreSQL is not installed: `pip install 'flowyard[embedded]'` "
@@ -122,24 +127,23 @@ class EmbeddedPostgres:
     def __init__(self, data: DataDir) -> None:
         self._pgdata = data.postgres
         self._system_user: str | None = None
+        self._server: Any = None
         self.pid: int | None = None
         self.url: str | None = None
 
     def start(self) -> str:
         """Start (or reuse) the server and make sure the flowyard database exists; its URL."""
         _pgserver_bin_path()
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset, which is normal in containers.
-            warnings.simplefilter("ignore")
-            import pgserver
+        import pgserver
 
-            try:
-                # cleanup_mode=None: we stop the server ourselves, in order, at shutdown.
-                server = pgserver.get_server(self._pgdata, cleanup_mode=None)
-            except (subprocess.SubprocessError, OSError, AssertionError) as error:
-                raise EmbeddedError(
-                    f"embedded PostgreSQL did not start ({error}); see {self._pgdata / 'log'}"
-                ) from None
+        try:
+            # cleanup_mode=None: we stop the server ourselves, in order, at shutdown.
+            server = pgserver.get_server(self._pgdata, cleanup_mode=None)
+        except (subprocess.SubprocessError, OSError, AssertionError) as error:
+            raise EmbeddedError(
+                f"embedded PostgreSQL did not start ({error}); see {self._pgdata / 'log'}"
+            ) from None
+        self._server = server
         self._system_user = server.system_user
         self.pid = server.get_pid()
         admin_url = server.get_uri("postgres")
@@ -160,6 +164,17 @@ class EmbeddedPostgres:
             _terminate_pid(self.pid)
         _wait_gone(self.pid, _START_TIMEOUT_SECONDS)
         self.pid = None
+        self._forget_handle()
+
+    def _forget_handle(self) -> None:
+        # pgserver caches one handle per data dir per process and registers an exit hook for
+        # it; a later start must not reuse the stale handle, and the hook has nothing to do.
+        server, self._server = self._server, None
+        if server is None:
+            return
+        atexit.unregister(server._cleanup)
+        server.global_process_id_list.get_and_remove(os.getpid())
+        type(server)._instances.pop(server.pgdata, None)
 
 
 def _ensure_database(admin_url: str, name: str) -> None:
