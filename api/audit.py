@@ -1,0 +1,101 @@
+"""The audit trail: one append-only audit_log row per mutating /api call, written in one place.
+
+Owns: the after-request hook that records actor, action, resource, outcome, status code,
+request id and client address for every POST/PUT/PATCH/DELETE under /api (denied ones too),
+and `set_audit_resource` for endpoints to name what they touched. It writes in its own short
+transaction after the request session is closed, so a rolled-back request is still recorded.
+Must never update or delete audit rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from api.auth import find_principal
+from api.context import app_state, close_request_session
+from models.security import AuditLogEntry
+
+logger = logging.getLogger(__name__)
+
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def set_audit_resource(resource_type: str, resource_id: object,
+                       details: dict[str, Any] | None = None) -> None:
+    """Name the resource this request acted on (e.g. the id of a just-created workflow)."""
+    g.audit_resource = (resource_type, str(resource_id))
+    if details:
+        g.audit_details = details
+
+
+def _assign_request_id() -> None:
+    supplied = request.headers.get(REQUEST_ID_HEADER, "")
+    # Accept a caller's id only if it is short and printable; it lands in the database.
+    if supplied and len(supplied) <= 64 and supplied.isprintable():
+        g.request_id = supplied
+    else:
+        g.request_id = uuid.uuid4().hex
+
+
+def _outcome(status: int) -> str:
+    if status in (401, 403):
+        return "denied"
+    if status < 400:
+        return "success"
+    return "failure" if status < 500 else "error"
+
+
+def _resource() -> tuple[str | None, str | None]:
+    named = g.get("audit_resource")
+    if named is not None:
+        return named  # type: ignore[no-any-return]
+    parts = request.path.split("/")
+    resource_type = parts[2] if len(parts) > 2 and parts[2] else None
+    view_args = request.view_args or {}
+    resource_id = next(iter(view_args.values()), None) if view_args else None
+    return resource_type, (str(resource_id) if resource_id is not None else None)
+
+
+def _action() -> str:
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    return f"{request.method} {rule}"[:100]
+
+
+def _record(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    if request.method not in MUTATING_METHODS or not request.path.startswith("/api/"):
+        return response
+    # Close the request's session first: its uncommitted work must not carry the audit row
+    # with it when it rolls back.
+    close_request_session()
+    principal = find_principal()
+    resource_type, resource_id = _resource()
+    entry = AuditLogEntry(
+        actor=principal.name if principal else None,
+        action=_action(),
+        resource_type=(resource_type or "")[:50] or None,
+        resource_id=(resource_id or "")[:100] or None,
+        outcome=_outcome(response.status_code),
+        status_code=response.status_code,
+        request_id=g.get("request_id"),
+        client_address=(request.remote_addr or "")[:64] or None,
+        details=g.get("audit_details"),
+    )
+    try:
+        with app_state().session_factory() as session, session.begin():
+            session.add(entry)
+    except Exception:  # the response is already decided; losing the row must not hide it
+        logger.exception("could not write the audit row for %s %s", request.method,
+                         request.path)
+    return response
+
+
+def init_audit(app: Flask) -> None:
+    # Runs before authentication so denied requests carry a request id too.
+    app.before_request_funcs.setdefault(None, []).insert(0, _assign_request_id)
+    app.after_request(_record)

@@ -1,0 +1,62 @@
+"""Per-app collaborators (settings, session factory, Celery app) and the request-scoped session.
+
+Owns: `AppState` (stored in `app.extensions["flowyard"]`), `app_state()` and
+`request_session()`. The request session is opened lazily, never committed here (endpoints
+commit explicitly), and closed after every request, which rolls back anything uncommitted.
+Must not hold module-level engines or sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.settings import Settings
+
+_EXTENSION_KEY = "flowyard"
+
+
+@dataclass(frozen=True)
+class AppState:
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    # The Celery app used to dispatch work; None in an API built without one (tests of the
+    # definition endpoints need no broker).
+    celery_app: Any | None = None
+
+
+def install_state(app: Flask, state: AppState) -> None:
+    app.extensions[_EXTENSION_KEY] = state
+    app.teardown_appcontext(_teardown_session)
+
+
+def app_state() -> AppState:
+    state: AppState = current_app.extensions[_EXTENSION_KEY]
+    return state
+
+
+def request_session() -> Session:
+    """The database session of the current request (created on first use).
+
+    Endpoints do their reads and writes on it and call `commit()` themselves once the work is
+    complete; whatever is not committed when the request ends is rolled back.
+    """
+    session: Session | None = g.get("db_session")
+    if session is None:
+        session = app_state().session_factory()
+        g.db_session = session
+    return session
+
+
+def close_request_session() -> None:
+    """Close (and so roll back the uncommitted part of) the request session, if one was opened."""
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def _teardown_session(_error: BaseException | None) -> None:
+    close_request_session()

@@ -1,0 +1,1 @@
+"""Marshmallow schemas of the API bodies; input schemas reject unknown fields (RAISE)."""

@@ -1,0 +1,31 @@
+"""Fields and base classes shared by the API schemas (UTC timestamps with `Z`, strict input).
+
+Must not hold resource-specific fields.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import RAISE, Schema, fields
+
+
+class UtcDateTime(fields.DateTime):
+    """ISO 8601 in UTC with a `Z` suffix, e.g. 2026-11-25T21:00:00.123456Z."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            return super()._serialize(value, attr, obj, **kwargs)  # type: ignore[no-any-return]
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # database values are stored as UTC
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class InputSchema(Schema):
+    """Base of every request-body and query schema: unknown fields are a 422."""
+
+    class Meta:
+        unknown = RAISE
