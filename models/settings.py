@@ -106,6 +106,8 @@ class Settings:
     rate_limit_per_minute: int = 600
     # File a Celery worker touches periodically; the Kubernetes liveness probe checks its age.
     worker_heartbeat_file: str | None = None
+    # First delay between notification retries (doubling, capped at 300 s).
+    notification_backoff_seconds: float = 1.0
 
     @property
     def celery_broker_url(self) -> str | None:
@@ -150,6 +152,8 @@ class Settings:
         read("FLOWYARD_MAX_DELIVERY_ATTEMPTS", "max_delivery_attempts", lambda n, r: _int(n, r, 1))
         read("FLOWYARD_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute", lambda n, r: _int(n, r, 1))
         read("FLOWYARD_WORKER_HEARTBEAT_FILE", "worker_heartbeat_file", lambda n, r: r)
+        read("FLOWYARD_NOTIFICATION_BACKOFF", "notification_backoff_seconds",
+             lambda n, r: _float(n, r, 0.0))
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
