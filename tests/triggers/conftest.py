@@ -41,3 +41,31 @@ def make_workflow(factory: sessionmaker[Session]) -> Iterator[Callable[..., uuid
     yield make
     with transaction(factory) as session:
         session.execute(delete(Workflow).where(Workflow.id.in_(created)))
+
+
+# The API fixtures (app on a rolled-back connection, tokens per role) are shared with tests/api.
+from tests.api.conftest import (  # noqa: E402, F401
+    admin,
+    api_connection,
+    app,
+    client,
+    editor,
+    operator,
+    session_factory,
+    token_for,
+    viewer,
+)
+
+
+@pytest.fixture
+def api_workflow(session_factory: sessionmaker[Session]) -> Callable[..., uuid.UUID]:  # noqa: F811
+    """Create a workflow row inside the API test's rolled-back transaction."""
+
+    def make(*, is_active: bool = True, name: str = "api trigger test") -> uuid.UUID:
+        with session_factory() as session:
+            workflow = Workflow(name=name, workflow_data=SIMPLE_DOCUMENT, is_active=is_active)
+            session.add(workflow)
+            session.commit()
+            return workflow.id
+
+    return make
