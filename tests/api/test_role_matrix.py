@@ -1,0 +1,92 @@
+"""Every /api endpoint refuses roles below its minimum (403) and admits its minimum role.
+
+Append your endpoints to ENDPOINTS: (method, path, least role, JSON body or None). Paths may
+name ids that do not exist: the admitted role then sees a 404/422, never a 401/403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+Headers = dict[str, str]
+MISSING = "00000000-0000-0000-0000-000000000000"
+LADDER = ["viewer", "operator", "editor", "admin"]
+# An approval role grants nothing by itself.
+APPROVAL_ONLY = "security-lead"
+
+ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
+    ("GET", "/api/tokens", "admin", None),
+    ("POST", "/api/tokens", "admin", {"name": "matrix", "roles": ["viewer"]}),
+    ("DELETE", f"/api/tokens/{MISSING}", "admin", None),
+    # triggers (api/resources/triggers.py)
+    ("GET", f"/api/workflows/{MISSING}/triggers", "viewer", None),
+    ("POST", f"/api/workflows/{MISSING}/triggers", "editor", {"trigger_type": "manual"}),
+    ("GET", f"/api/triggers/{MISSING}", "viewer", None),
+    ("PUT", f"/api/triggers/{MISSING}", "editor", {"is_active": False}),
+    ("DELETE", f"/api/triggers/{MISSING}", "editor", None),
+]
+
+
+def _below(role: str) -> list[str]:
+    return [APPROVAL_ONLY, *LADDER[: LADDER.index(role)]]
+
+
+def _call(client: FlaskClient, method: str, path: str, headers: Headers,
+          body: dict[str, Any] | None) -> int:
+    return client.open(path, method=method, headers=headers, json=body).status_code
+
+
+@pytest.mark.parametrize(("method", "path", "least", "body"), ENDPOINTS,
+                         ids=[f"{m} {p}" for m, p, _, _ in ENDPOINTS])
+def test_roles_below_the_minimum_are_refused(client: FlaskClient,
+                                             token_for: Callable[..., Headers], method: str,
+                                             path: str, least: str,
+                                             body: dict[str, Any] | None) -> None:
+    for role in _below(least):
+        assert _call(client, method, path, token_for(role), body) == 403, role
+
+
+@pytest.mark.parametrize(("method", "path", "least", "body"), ENDPOINTS,
+                         ids=[f"{m} {p}" for m, p, _, _ in ENDPOINTS])
+def test_the_minimum_role_is_admitted(client: FlaskClient, token_for: Callable[..., Headers],
+                                      method: str, path: str, least: str,
+                                      body: dict[str, Any] | None) -> None:
+    for role in LADDER[LADDER.index(least):]:
+        assert _call(client, method, path, token_for(role), body) not in (401, 403), role
+
+
+@pytest.mark.parametrize(("method", "path", "least", "body"), ENDPOINTS,
+                         ids=[f"{m} {p}" for m, p, _, _ in ENDPOINTS])
+def test_no_token_is_401(client: FlaskClient, method: str, path: str, least: str,
+                         body: dict[str, Any] | None) -> None:
+    assert _call(client, method, path, {}, body) == 401
+
+
+def test_every_mutating_route_is_in_the_matrix(client: FlaskClient) -> None:
+    from api.auth import PUBLIC_PREFIXES
+
+    listed = {(method, _pattern(path)) for method, path, _, _ in ENDPOINTS}
+    app = client.application
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/") or rule.rule.startswith(PUBLIC_PREFIXES):
+            continue
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS", "GET"}:
+            if (method, _pattern(rule.rule)) not in listed:
+                missing.append(f"{method} {rule.rule}")
+    assert sorted(missing) == []
+
+
+def _pattern(path: str) -> str:
+    """Path with every variable part replaced by `*` (rule or concrete path alike)."""
+    import re
+
+    parts = []
+    for part in path.split("?")[0].split("/"):
+        is_variable = part.startswith("<") or re.fullmatch(r"[0-9a-f-]{36}", part)
+        parts.append("*" if is_variable else part)
+    return "/".join(parts)
