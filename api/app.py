@@ -37,9 +37,10 @@ def api_blueprints() -> list[ApiBlueprint]:
 
 def plain_blueprints() -> list[Blueprint]:
     """Routes outside the OpenAPI description: probes and the docs page."""
+    from api import metrics
     from api.resources import docs, health
 
-    return [health.blp, docs.blp]
+    return [health.blp, docs.blp, metrics.blp]
 
 
 def _api_config(settings: Settings) -> dict[str, Any]:
