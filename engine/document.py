@@ -125,29 +125,47 @@ class WorkflowGraph:
             stack.extend(edge.target for edge in self.outgoing(current))
         return frozenset(seen)
 
-    def find_cycle(self) -> tuple[str, ...] | None:
-        """Node ids on one cycle of the enabled graph (document order of discovery), or None."""
-        white, grey, black = 0, 1, 2
-        color = dict.fromkeys(self.node_by_id, white)
+    def cycles(self) -> list[list[str]]:
+        """Node ids of each cyclic strongly connected component (Tarjan, iterative)."""
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        on_stack: set[str] = set()
+        stack: list[str] = []
+        found: list[list[str]] = []
         for root in self.node_by_id:
-            if color[root] != white:
+            if root in index:
                 continue
-            path: list[str] = [root]
-            iterators = [iter(self.outgoing(root))]
-            color[root] = grey
-            while iterators:
-                edge = next(iterators[-1], None)
-                if edge is None:
-                    color[path.pop()] = black
-                    iterators.pop()
+            work: list[tuple[str, int]] = [(root, 0)]
+            while work:
+                node, position = work.pop()
+                if position == 0:
+                    index[node] = low[node] = len(index)
+                    stack.append(node)
+                    on_stack.add(node)
+                edges = self.outgoing(node)
+                if position < len(edges):
+                    work.append((node, position + 1))
+                    target = edges[position].target
+                    if target not in index:
+                        work.append((target, 0))
+                    elif target in on_stack:
+                        low[node] = min(low[node], index[target])
                     continue
-                if color[edge.target] == grey:
-                    return tuple(path[path.index(edge.target) :])
-                if color[edge.target] == white:
-                    color[edge.target] = grey
-                    path.append(edge.target)
-                    iterators.append(iter(self.outgoing(edge.target)))
-        return None
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component: list[str] = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    self_loop = any(edge.target == node for edge in self.outgoing(node))
+                    if len(component) > 1 or self_loop:
+                        found.append(list(self.document_order(component)))
+        return found
 
     def topological_order(self) -> tuple[str, ...]:
         """Node ids so every enabled edge points forward. Raises: ValueError on a cycle."""

@@ -136,9 +136,23 @@ def _check_tree(tree: lark.Tree[Any], source: str) -> None:
         stack.extend((child, depth + 1, comprehensions) for child in node.children)
 
 
+_UNEXPECTED_TOKEN = re.compile(r"Unexpected token Token\('([^']*)', '((?:[^'\\]|\\.)*)'\)")
+_NO_TERMINAL = re.compile(r"No terminal matches '(.)'")
+
+
 def _parse_message(error: Exception) -> str:
-    text = str(error.args[0]) if error.args else str(error)
-    return " ".join(text.split())[:_MESSAGE_CAP]
+    """A one-line reason with the position, from celpy's parse error and lark's cause."""
+    cause = str(error.__context__ or "").split("\n", 1)[0]
+    reason = "syntax error"
+    token = _UNEXPECTED_TOKEN.search(cause)
+    terminal = _NO_TERMINAL.search(cause)
+    if token is not None:
+        reason = "unexpected end" if token.group(1) == "$END" else f"unexpected {token.group(2)!r}"
+    elif terminal is not None:
+        reason = f"unexpected character {terminal.group(1)!r}"
+    column = getattr(error, "column", None)
+    where = f" at column {column}" if isinstance(column, int) else ""
+    return f"{reason}{where}"[:_MESSAGE_CAP]
 
 
 @lru_cache(maxsize=4096)
