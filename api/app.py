@@ -17,6 +17,8 @@ from api.auth import init_auth
 from api.blueprint import Blueprint as ApiBlueprint
 from api.context import AppState, install_state
 from api.errors import ErrorEnvelopeSchema, register_error_handlers
+from api.ratelimit import init_rate_limits
+from api.security_headers import init_security_headers
 from models.settings import Settings
 
 
@@ -27,11 +29,13 @@ class FlowyardApi(Api):  # type: ignore[misc]
 
 def api_blueprints() -> list[ApiBlueprint]:
     """Every /api blueprint (flask-smorest, in OpenAPI). Add yours here with one line."""
-    from api.resources import tokens, triggers
+    from api.resources import audit_log, secrets, tokens, triggers
 
     return [
         tokens.blp,
         triggers.blp,
+        secrets.blp,
+        audit_log.blp,
     ]
 
 
@@ -85,5 +89,7 @@ def create_app(settings: Settings, *, session_factory: sessionmaker[Session] | N
         app.register_blueprint(plain)
     init_auth(app)
     init_audit(app)
+    init_rate_limits(app, settings.redis_url, settings.rate_limit_per_minute)
+    init_security_headers(app)
     register_error_handlers(app)
     return app

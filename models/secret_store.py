@@ -87,7 +87,7 @@ def decrypt_value(settings: Settings, ciphertext: bytes) -> str:
 
 def validate_secret(name: str, value: str) -> None:
     """Raises InvalidSecretError when the name or value is not acceptable."""
-    if not SECRET_NAME_PATTERN.match(name):
+    if not SECRET_NAME_PATTERN.fullmatch(name):
         raise InvalidSecretError(
             "a secret name is 1-100 characters: letters, digits, '_', '.', '-', "
             "not starting with a digit, '.' or '-'"

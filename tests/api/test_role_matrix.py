@@ -28,6 +28,11 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("GET", f"/api/triggers/{MISSING}", "viewer", None),
     ("PUT", f"/api/triggers/{MISSING}", "editor", {"is_active": False}),
     ("DELETE", f"/api/triggers/{MISSING}", "editor", None),
+    # secrets and the audit log (api/resources/secrets.py, audit_log.py)
+    ("GET", "/api/secrets", "editor", None),
+    ("POST", "/api/secrets", "editor", {"name": "MATRIX_SECRET", "value": "v"}),
+    ("DELETE", f"/api/secrets/{MISSING}", "editor", None),
+    ("GET", "/api/audit-log", "admin", None),
 ]
 
 
