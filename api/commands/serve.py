@@ -34,8 +34,10 @@ def _gunicorn_application(settings: Settings, options: dict[str, Any]) -> Any:
 
         def load(self) -> Any:
             from api.app import create_app
+            from worker.celery_app import make_celery
 
-            return create_app(settings)
+            # The API only sends step ids to the broker; it never runs tasks itself.
+            return create_app(settings, celery_app=make_celery(settings))
 
     return FlowyardAPI()
 
