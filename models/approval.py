@@ -31,6 +31,8 @@ class WorkflowApproval(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     approval_message: Mapped[str | None] = mapped_column(Text)
     rejection_reason: Mapped[str | None] = mapped_column(Text)
+    # The approver's comment on an approval (a rejection's goes to rejection_reason).
+    comment: Mapped[str | None] = mapped_column(Text)
     approval_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     notifications_sent: Mapped[int | None] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = created_at_column()
