@@ -108,6 +108,9 @@ class Settings:
     worker_heartbeat_file: str | None = None
     # First delay between notification retries (doubling, capped at 300 s).
     notification_backoff_seconds: float = 1.0
+    # Test hook: schedulers evaluate cron due times on a clock this many times faster than
+    # real time (1.0 in production), so a `* * * * *` schedule can be tested in seconds.
+    schedule_clock_speed: float = 1.0
 
     @property
     def celery_broker_url(self) -> str | None:
@@ -154,6 +157,8 @@ class Settings:
         read("FLOWYARD_WORKER_HEARTBEAT_FILE", "worker_heartbeat_file", lambda n, r: r)
         read("FLOWYARD_NOTIFICATION_BACKOFF", "notification_backoff_seconds",
              lambda n, r: _float(n, r, 0.0))
+        read("FLOWYARD_SCHEDULE_CLOCK_SPEED", "schedule_clock_speed",
+             lambda n, r: _float(n, r, 1.0))
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
