@@ -29,11 +29,13 @@ class FlowyardApi(Api):  # type: ignore[misc]
 
 def api_blueprints() -> list[ApiBlueprint]:
     """Every /api blueprint (flask-smorest, in OpenAPI). Add yours here with one line."""
-    from api.resources import audit_log, secrets, tokens, triggers
+    from api.resources import audit_log, events, hooks, secrets, tokens, triggers
 
     return [
         tokens.blp,
         triggers.blp,
+        hooks.blp,
+        events.blp,
         secrets.blp,
         audit_log.blp,
     ]

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +32,9 @@ from models.db import transaction
 from models.triggers import ScheduleError, claim_schedule, due_schedules, next_fire_time
 from models.workflow import WorkflowTrigger
 from worker.firing import Launcher, trigger_launch_request
+
+if TYPE_CHECKING:
+    from worker.runtime import WorkerRuntime
 
 log = structlog.get_logger(__name__)
 
@@ -129,3 +133,11 @@ def run_schedules(
         except Exception:  # keep the loop alive: the next tick retries what failed
             log.exception("schedule tick failed")
         stop.wait(interval)
+
+
+def fire_schedules_job(runtime: WorkerRuntime) -> int:
+    """The reconciler's periodic job: fire due schedules; the `admit` job then starts them."""
+    from worker.launch import launch
+
+    clock = make_clock(runtime.settings.schedule_clock_speed)
+    return len(fire_due_schedules(runtime.session_factory, launch, clock()))

@@ -1,0 +1,25 @@
+"""The launcher the trigger endpoints (hooks, events) fire through, with errors mapped to HTTP.
+
+Instances start `pending`; the reconciler's admission job starts them (CONTRACT §4.2), so
+nothing here dispatches. Must not commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from api.errors import ConflictError, NotFoundError
+from worker.firing import LaunchRequest
+from worker.launch import InactiveWorkflowError, UnknownWorkflowError, launch
+
+
+def launch_for_api(session: Session, request: LaunchRequest) -> uuid.UUID:
+    """Create the instance; 409 for an inactive workflow, 404 for a vanished one."""
+    try:
+        return launch(session, request)
+    except InactiveWorkflowError as error:
+        raise ConflictError(str(error)) from None
+    except UnknownWorkflowError as error:
+        raise NotFoundError(str(error)) from None
