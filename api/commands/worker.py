@@ -1,0 +1,37 @@
+"""`flowyard worker [-Q queues] [-c N]`: one Celery worker process running node tasks."""
+
+from __future__ import annotations
+
+import click
+
+from api.commands.settings_loader import load_settings
+
+
+@click.command("worker")
+@click.option(
+    "-Q", "--queues", default="", help="Comma-separated queues (default: every node type).",
+)
+@click.option("-c", "--concurrency", type=int, default=None,
+              help="Worker processes (default: CPUs).")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("-n", "--hostname", default=None, help="Node name (default: celery@<host>).")
+def worker(queues: str, concurrency: int | None, loglevel: str, hostname: str | None) -> None:
+    """Run node tasks from the given queues until stopped."""
+    from worker.celery_app import all_queues, make_celery
+    from worker.runtime import build_runtime
+
+    settings = load_settings()
+    runtime = build_runtime(settings)
+    app = make_celery(settings, runtime)
+    if settings.worker_heartbeat_file:
+        from worker.liveness import install_heartbeat
+
+        install_heartbeat(app, settings.worker_heartbeat_file)
+    chosen = queues or ",".join(all_queues(runtime))
+    argv = ["worker", "-Q", chosen, f"--loglevel={loglevel}", "-P", "prefork",
+            "--without-mingle", "--without-gossip"]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    if hostname:
+        argv += ["-n", hostname]
+    app.worker_main(argv)

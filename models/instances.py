@@ -1,0 +1,145 @@
+"""Workflow instance queries: locking, conditional status changes, admission; never commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from models.instance import WorkflowExecution, WorkflowInstance
+
+# Any constant works as long as every process uses the same one.
+ADMISSION_LOCK_KEY = 0x466C6F7779617264  # "Flowyard"
+
+
+def lock_instance(session: Session, instance_id: uuid.UUID) -> WorkflowInstance | None:
+    """The instance row, locked FOR UPDATE until the transaction ends."""
+    return session.execute(
+        select(WorkflowInstance)
+        .where(WorkflowInstance.id == instance_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def find_instance(session: Session, instance_id: uuid.UUID) -> WorkflowInstance | None:
+    return session.get(WorkflowInstance, instance_id)
+
+
+def steps_of(session: Session, instance_id: uuid.UUID) -> list[WorkflowExecution]:
+    """Every step row of an instance, fresh from the database, oldest first."""
+    return list(
+        session.execute(
+            select(WorkflowExecution)
+            .where(WorkflowExecution.instance_id == instance_id)
+            .order_by(WorkflowExecution.created_at, WorkflowExecution.node_id)
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
+
+
+def find_by_idempotency_key(session: Session, workflow_id: uuid.UUID,
+                            key: str) -> WorkflowInstance | None:
+    return session.execute(
+        select(WorkflowInstance).where(
+            WorkflowInstance.workflow_id == workflow_id,
+            WorkflowInstance.idempotency_key == key,
+        )
+    ).scalar_one_or_none()
+
+
+def take_admission_lock(session: Session) -> None:
+    """Serialise admission decisions across every process until the transaction ends."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK_KEY})
+
+
+def count_running(session: Session) -> int:
+    return int(session.execute(
+        select(func.count()).select_from(WorkflowInstance)
+        .where(WorkflowInstance.status == "running")
+    ).scalar_one())
+
+
+def pick_pending(session: Session, limit: int) -> list[uuid.UUID]:
+    """Pending instances to admit next: high, normal, low; oldest first within each."""
+    if limit <= 0:
+        return []
+    rows = session.execute(
+        text("""
+            SELECT id FROM workflow_instances
+             WHERE status = 'pending'
+             ORDER BY CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END,
+                      created_at, id
+             LIMIT :limit
+             FOR UPDATE SKIP LOCKED
+        """),
+        {"limit": limit},
+    ).all()
+    return [r[0] for r in rows]
+
+
+def set_status(session: Session, instance_id: uuid.UUID, expected: Sequence[str],
+               new_status: str, **values: Any) -> bool:
+    """Conditional status change; False (nothing changed) when the status was not expected."""
+    assignments = ", ".join(f"{name} = :{name}" for name in values)
+    extra = f", {assignments}" if assignments else ""
+    row = session.execute(
+        text(f"""
+            UPDATE workflow_instances SET status = :new_status, updated_at = now(){extra}
+             WHERE id = :id AND status = ANY(:expected)
+         RETURNING id
+        """),
+        {"id": instance_id, "new_status": new_status, "expected": list(expected), **values},
+    ).one_or_none()
+    return row is not None
+
+
+def timed_out_instances(session: Session, limit: int = 100) -> list[uuid.UUID]:
+    rows = session.execute(
+        text("""
+            SELECT id FROM workflow_instances
+             WHERE status IN ('running', 'paused') AND deadline_at IS NOT NULL
+               AND deadline_at < now()
+             LIMIT :limit
+        """),
+        {"limit": limit},
+    ).all()
+    return [r[0] for r in rows]
+
+
+def idle_running_instances(session: Session, limit: int = 100) -> list[uuid.UUID]:
+    """Running instances with no step pending, running or waiting: they need a replan."""
+    rows = session.execute(
+        text("""
+            SELECT i.id FROM workflow_instances i
+             WHERE i.status = 'running'
+               AND i.updated_at < now() - interval '1 second'
+               AND NOT EXISTS (SELECT 1 FROM workflow_executions e
+                                WHERE e.instance_id = i.id
+                                  AND e.status IN ('pending', 'running', 'waiting_approval'))
+             LIMIT :limit
+        """),
+        {"limit": limit},
+    ).all()
+    return [r[0] for r in rows]
+
+
+def list_instances(session: Session, *, workflow_id: uuid.UUID | None, status: str | None,
+                   limit: int, offset: int) -> tuple[list[WorkflowInstance], int]:
+    """A page of instances, newest first, and the total matching the filters."""
+    query = select(WorkflowInstance)
+    count = select(func.count()).select_from(WorkflowInstance)
+    if workflow_id is not None:
+        query = query.where(WorkflowInstance.workflow_id == workflow_id)
+        count = count.where(WorkflowInstance.workflow_id == workflow_id)
+    if status is not None:
+        query = query.where(WorkflowInstance.status == status)
+        count = count.where(WorkflowInstance.status == status)
+    items = session.execute(
+        query.order_by(WorkflowInstance.created_at.desc(), WorkflowInstance.id.desc())
+        .limit(limit).offset(offset)
+    ).scalars().all()
+    return list(items), int(session.execute(count).scalar_one())

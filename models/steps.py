@@ -1,0 +1,340 @@
+"""Step (workflow_executions) state transitions as fenced conditional UPDATEs; never commits.
+
+Every transition names the status it expects (and, for a worker's writes, the attempt it
+claimed); zero rows returned means a duplicate or stale delivery and the caller must stop.
+Every time comparison uses the database clock (now()).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from engine.statuses import StepStatus
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    """The row a worker claimed: its fencing attempt and what it needs to run."""
+
+    id: uuid.UUID
+    instance_id: uuid.UUID
+    node_id: str
+    step_type: str
+    attempt: int
+    retry_count: int
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class StepRef:
+    """A step to send to its queue after commit."""
+
+    id: uuid.UUID
+    instance_id: uuid.UUID
+    node_id: str
+    step_type: str
+
+
+def _json(statement: TextClause, *names: str) -> TextClause:
+    """Bind the named parameters as JSONB (None stays SQL NULL)."""
+    return statement.bindparams(
+        *[bindparam(name, type_=JSONB(none_as_null=True)) for name in names]
+    )
+
+
+def claim_step(
+    session: Session, execution_id: uuid.UUID, lease_seconds: float, task_id: str | None
+) -> ClaimedStep | None:
+    """pending -> running with attempt+1 and a lease, only when due and the instance runs."""
+    row = session.execute(
+        text(
+            """
+            UPDATE workflow_executions AS e
+               SET status = 'running', attempt = e.attempt + 1, started_at = now(),
+                   heartbeat_at = now(), completed_at = NULL, error_message = NULL,
+                   lease_expires_at = now() + make_interval(secs => :lease),
+                   celery_task_id = :task_id, run_after = NULL, updated_at = now()
+             WHERE e.id = :id AND e.status = 'pending'
+               AND (e.run_after IS NULL OR e.run_after <= now())
+               AND EXISTS (SELECT 1 FROM workflow_instances i
+                            WHERE i.id = e.instance_id AND i.status = 'running')
+         RETURNING e.id, e.instance_id, e.node_id, e.step_type, e.attempt,
+                   coalesce(e.retry_count, 0), coalesce(e.max_retries, 0)
+            """
+        ),
+        {"id": execution_id, "lease": float(lease_seconds), "task_id": task_id},
+    ).one_or_none()
+    if row is None:
+        return None
+    return ClaimedStep(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+def heartbeat(session: Session, execution_id: uuid.UUID, attempt: int,
+              lease_seconds: float) -> bool:
+    """Extend the lease of a running step; False when the attempt was superseded."""
+    result = session.execute(
+        text(
+            """
+            UPDATE workflow_executions
+               SET heartbeat_at = now(),
+                   lease_expires_at = now() + make_interval(secs => :lease)
+             WHERE id = :id AND status = 'running' AND attempt = :attempt
+         RETURNING id
+            """
+        ),
+        {"id": execution_id, "attempt": attempt, "lease": float(lease_seconds)},
+    ).one_or_none()
+    return result is not None
+
+
+def record_input(session: Session, execution_id: uuid.UUID, attempt: int,
+                 input_data: dict[str, Any]) -> None:
+    """Store the (redacted) resolved config the attempt runs with."""
+    session.execute(
+        _json(text("""
+            UPDATE workflow_executions SET input_data = :input
+             WHERE id = :id AND status = 'running' AND attempt = :attempt
+        """), "input"),
+        {"id": execution_id, "attempt": attempt, "input": input_data},
+    )
+
+
+def finish_step(
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    expected_status: str,
+    new_status: str,
+    output: Any,
+    handle: str | None,
+    error: str | None,
+    attempt: int | None = None,
+) -> bool:
+    """running|waiting -> completed|failed, fenced by attempt when given."""
+    fence = "AND attempt = :attempt" if attempt is not None else ""
+    row = session.execute(
+        _json(text(f"""
+            UPDATE workflow_executions
+               SET status = :new_status, output_data = :output, selected_handle = :handle,
+                   error_message = :error, completed_at = now(), run_after = NULL,
+                   lease_expires_at = NULL, updated_at = now(),
+                   duration_ms = CAST(EXTRACT(EPOCH FROM (now() - coalesce(started_at, now())))
+                                      * 1000 AS integer)
+             WHERE id = :id AND status = :expected {fence}
+         RETURNING id
+        """), "output"),
+        {"id": execution_id, "expected": expected_status, "new_status": new_status,
+         "output": output, "handle": handle, "error": error, "attempt": attempt},
+    ).one_or_none()
+    return row is not None
+
+
+def schedule_retry(session: Session, execution_id: uuid.UUID, attempt: int,
+                   delay_seconds: float, error: str, dispatch_now: bool) -> bool:
+    """running -> pending with retry_count+1 and a run_after timer (fenced by attempt)."""
+    row = session.execute(
+        text("""
+            UPDATE workflow_executions
+               SET status = 'pending', retry_count = coalesce(retry_count, 0) + 1,
+                   error_message = :error, lease_expires_at = NULL, heartbeat_at = NULL,
+                   run_after = now() + make_interval(secs => :delay), queued_at = now(),
+                   dispatched_at = CASE WHEN :dispatch_now
+                                        THEN now() + make_interval(secs => :delay) END,
+                   updated_at = now()
+             WHERE id = :id AND status = 'running' AND attempt = :attempt
+         RETURNING id
+        """),
+        {"id": execution_id, "attempt": attempt, "delay": float(delay_seconds),
+         "error": error, "dispatch_now": dispatch_now},
+    ).one_or_none()
+    return row is not None
+
+
+def start_timer(session: Session, execution_id: uuid.UUID, attempt: int,
+                seconds: float, output: Any) -> bool:
+    """A running step sleeps in the database: run_after is its wake-up, no lease is held."""
+    row = session.execute(
+        _json(text("""
+            UPDATE workflow_executions
+               SET run_after = now() + make_interval(secs => :seconds), output_data = :output,
+                   lease_expires_at = NULL, heartbeat_at = now(), updated_at = now()
+             WHERE id = :id AND status = 'running' AND attempt = :attempt
+         RETURNING id
+        """), "output"),
+        {"id": execution_id, "attempt": attempt, "seconds": float(seconds), "output": output},
+    ).one_or_none()
+    return row is not None
+
+
+def wait_for_approval(session: Session, execution_id: uuid.UUID, attempt: int,
+                      output: Any) -> bool:
+    """running -> waiting_approval: the step holds no worker until someone finishes it."""
+    row = session.execute(
+        _json(text("""
+            UPDATE workflow_executions
+               SET status = 'waiting_approval', output_data = :output,
+                   lease_expires_at = NULL, updated_at = now()
+             WHERE id = :id AND status = 'running' AND attempt = :attempt
+         RETURNING id
+        """), "output"),
+        {"id": execution_id, "attempt": attempt, "output": output},
+    ).one_or_none()
+    return row is not None
+
+
+def insert_step(session: Session, instance_id: uuid.UUID, node_id: str, step_type: str,
+                status: str, max_retries: int, handle: str | None = None,
+                output: Any = None) -> uuid.UUID | None:
+    """Record a decided node once; a second decision of the same node is ignored."""
+    done = status == StepStatus.SKIPPED.value
+    row = session.execute(
+        _json(text("""
+            INSERT INTO workflow_executions
+                (instance_id, node_id, step_type, status, max_retries, selected_handle,
+                 output_data, queued_at, dispatched_at, completed_at, attempt, retry_count)
+            VALUES (:instance_id, :node_id, :step_type, :status, :max_retries, :handle,
+                    :output, now(), CASE WHEN :done THEN NULL ELSE now() END,
+                    CASE WHEN :done THEN now() END, 0, 0)
+            ON CONFLICT (instance_id, node_id) DO NOTHING
+            RETURNING id
+        """), "output"),
+        {"instance_id": instance_id, "node_id": node_id, "step_type": step_type,
+         "status": status, "max_retries": max_retries, "handle": handle, "output": output,
+         "done": done},
+    ).one_or_none()
+    return None if row is None else row[0]
+
+
+def pending_steps_of(session: Session, instance_id: uuid.UUID) -> list[StepRef]:
+    """Pending, due steps of one instance, marked as dispatched now."""
+    rows = session.execute(
+        text("""
+            UPDATE workflow_executions SET dispatched_at = now()
+             WHERE instance_id = :iid AND status = 'pending'
+               AND (run_after IS NULL OR run_after <= now())
+         RETURNING id, instance_id, node_id, step_type
+        """),
+        {"iid": instance_id},
+    ).all()
+    return [StepRef(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def due_unclaimed_steps(session: Session, redispatch_after_seconds: float,
+                        limit: int = 500) -> list[StepRef]:
+    """Pending steps of running instances never sent, sent long ago, or whose timer is due."""
+    rows = session.execute(
+        text("""
+            UPDATE workflow_executions AS e SET dispatched_at = now()
+              FROM workflow_instances AS i
+             WHERE e.id IN (
+                   SELECT s.id FROM workflow_executions s
+                     JOIN workflow_instances j ON j.id = s.instance_id
+                    WHERE j.status = 'running' AND s.status = 'pending'
+                      AND (s.run_after IS NULL OR s.run_after <= now())
+                      AND (s.dispatched_at IS NULL
+                           OR s.dispatched_at < now() - make_interval(secs => :after)
+                           OR (s.run_after IS NOT NULL AND s.dispatched_at < s.run_after))
+                    ORDER BY s.queued_at LIMIT :limit
+                    FOR UPDATE OF s SKIP LOCKED)
+               AND i.id = e.instance_id
+         RETURNING e.id, e.instance_id, e.node_id, e.step_type
+        """),
+        {"after": float(redispatch_after_seconds), "limit": limit},
+    ).all()
+    return [StepRef(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def expired_leases(session: Session, lease_seconds: float,
+                   limit: int = 500) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """Running steps (not sleeping on a timer) whose worker stopped heart-beating."""
+    rows = session.execute(
+        text("""
+            SELECT id, instance_id, attempt FROM workflow_executions
+             WHERE status = 'running' AND run_after IS NULL
+               AND coalesce(lease_expires_at,
+                            heartbeat_at + make_interval(secs => :lease),
+                            started_at + make_interval(secs => :lease)) < now()
+             ORDER BY started_at LIMIT :limit
+        """),
+        {"lease": float(lease_seconds), "limit": limit},
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def release_lost_step(session: Session, execution_id: uuid.UUID, attempt: int) -> bool:
+    """running (lease expired) -> pending for another delivery; attempt fences the old one."""
+    row = session.execute(
+        text("""
+            UPDATE workflow_executions
+               SET status = 'pending', lease_expires_at = NULL, heartbeat_at = NULL,
+                   dispatched_at = NULL, queued_at = now(), updated_at = now(),
+                   attempt = attempt + 1
+             WHERE id = :id AND status = 'running' AND attempt = :attempt
+               AND run_after IS NULL
+         RETURNING id
+        """),
+        {"id": execution_id, "attempt": attempt},
+    ).one_or_none()
+    return row is not None
+
+
+def due_timers(session: Session, limit: int = 500) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Running steps sleeping on a database timer (delay) whose wake-up time has come."""
+    rows = session.execute(
+        text("""
+            SELECT id, instance_id FROM workflow_executions
+             WHERE status = 'running' AND run_after IS NOT NULL AND run_after <= now()
+             ORDER BY run_after LIMIT :limit
+        """),
+        {"limit": limit},
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def stop_open_steps(session: Session, instance_id: uuid.UUID, reason: str) -> list[str]:
+    """Close every unfinished step of a stopped instance; returns running Celery task ids.
+
+    The attempt bump fences out any worker still running one of them.
+    """
+    rows = session.execute(
+        text("""
+            UPDATE workflow_executions
+               SET status = CASE WHEN status = 'pending' THEN 'skipped' ELSE 'failed' END,
+                   error_message = :reason, completed_at = now(), run_after = NULL,
+                   lease_expires_at = NULL, attempt = attempt + 1, updated_at = now()
+             WHERE instance_id = :iid AND status IN ('pending', 'running', 'waiting_approval')
+         RETURNING celery_task_id, (status = 'failed')
+        """),
+        {"iid": instance_id, "reason": reason},
+    ).all()
+    return [r[0] for r in rows if r[0] and r[1]]
+
+
+def reset_for_retry(session: Session, instance_id: uuid.UUID) -> int:
+    """Failed steps go back to pending; steps skipped (not passed through) are re-decided."""
+    session.execute(
+        text("""
+            DELETE FROM workflow_executions
+             WHERE instance_id = :iid AND status = 'skipped' AND selected_handle IS NULL
+        """),
+        {"iid": instance_id},
+    )
+    result = session.execute(
+        text("""
+            UPDATE workflow_executions
+               SET status = 'pending', retry_count = 0, error_message = NULL,
+                   output_data = NULL, completed_at = NULL, run_after = NULL,
+                   selected_handle = NULL, queued_at = now(), dispatched_at = NULL,
+                   duration_ms = NULL, updated_at = now()
+             WHERE instance_id = :iid AND status = 'failed'
+         RETURNING id
+        """),
+        {"iid": instance_id},
+    ).all()
+    return len(result)

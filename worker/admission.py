@@ -1,0 +1,78 @@
+"""Admission: at most MAX_CONCURRENT_WORKFLOWS instances run; pending ones start by priority, age.
+
+Decided in PostgreSQL under one advisory transaction lock, so every API replica, worker and
+scheduler agree. Only this module moves an instance to `running`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.statuses import InstanceStatus
+from models.db import transaction
+from models.instance import WorkflowInstance
+from models.instances import count_running, lock_instance, pick_pending, take_admission_lock
+from models.steps import StepRef, pending_steps_of
+from worker.planning import advance
+from worker.runtime import WorkerRuntime
+
+
+def admit(session: Session, runtime: WorkerRuntime) -> tuple[list[StepRef], bool]:
+    """Start as many pending instances as there are free slots; never commits.
+
+    Returns the steps to send after commit and whether any instance ended while starting.
+    """
+    take_admission_lock(session)
+    free = runtime.settings.max_concurrent_workflows - count_running(session)
+    dispatch: list[StepRef] = []
+    ended = False
+    for instance_id in pick_pending(session, free):
+        instance = lock_instance(session, instance_id)
+        if instance is None or instance.status != InstanceStatus.PENDING.value:
+            continue
+        _start(session, runtime, instance)
+        result = advance(session, runtime, instance)
+        ended = ended or result.finished
+        if not result.finished:
+            # Held steps of a resumed or retried instance go out with the new ones.
+            new_ids = {ref.id for ref in result.dispatch}
+            dispatch.extend(result.dispatch)
+            dispatch.extend(ref for ref in pending_steps_of(session, instance.id)
+                            if ref.id not in new_ids)
+    return dispatch, ended
+
+
+def _start(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance) -> None:
+    now = session.execute(select(func.now())).scalar_one()
+    instance.status = InstanceStatus.RUNNING.value
+    instance.paused_at = None
+    if instance.deadline_at is None:
+        # First start: the instance clock begins now, not when it was queued.
+        instance.started_at = now
+        instance.deadline_at = now + timedelta(milliseconds=_timeout_ms(session, runtime,
+                                                                        instance))
+
+
+def _timeout_ms(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance) -> int:
+    assert instance.workflow_version_id is not None
+    _, configuration = runtime.graphs.get(session, instance.workflow_version_id)
+    value = configuration.get("execution_timeout_ms")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return runtime.settings.workflow_execution_timeout_ms
+
+
+def admit_and_dispatch(runtime: WorkerRuntime) -> int:
+    """One admission pass in its own transaction, then send the started steps."""
+    from worker.orchestrator import AfterCommit, apply_after_commit
+
+    with transaction(runtime.session_factory) as session:
+        dispatch, ended = admit(session, runtime)
+    if dispatch:
+        apply_after_commit(runtime, AfterCommit(dispatch, [], False))
+    if ended:
+        return len(dispatch) + admit_and_dispatch(runtime)
+    return len(dispatch)

@@ -1,0 +1,87 @@
+"""The Celery app factory: settings in, an app with one task per node type out; no module app.
+
+Each node type is the task `flowyard.node.<type>` on queue `<type>` (or the type's own
+queue). Only step ids travel through Redis; the task claims the step in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from models.settings import Settings
+from worker.dispatch import queue_of, task_name
+from worker.runtime import WorkerRuntime, build_runtime
+
+# Redis re-delivers an unacked message after this long; it must exceed the longest step.
+MIN_VISIBILITY_TIMEOUT_SECONDS = 3600
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    broker = settings.require_broker_url()
+    visibility = max(MIN_VISIBILITY_TIMEOUT_SECONDS, settings.default_step_timeout_seconds * 4)
+    return {
+        "broker_url": broker,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_transport_options": {"visibility_timeout": visibility},
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Celery:
+    """A Celery app whose tasks run steps through `runtime` (built from settings if absent)."""
+    if runtime is None:
+        runtime = build_runtime(settings)
+    app = Celery("flowyard", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    runtime.celery = app
+    routes: dict[str, dict[str, str]] = {}
+    for name in runtime.node_types:
+        _register_node_task(app, runtime, name)
+        routes[task_name(name)] = {"queue": queue_of(runtime.node_types, name)}
+    app.conf.task_routes = routes
+    app.conf.task_default_queue = "default"
+    _dispose_pool_in_children(runtime)
+    app.flowyard_runtime = runtime  # type: ignore[attr-defined]
+    return app
+
+
+def _register_node_task(app: Celery, runtime: WorkerRuntime, type_name: str) -> None:
+    def run_node(execution_id: str) -> str:
+        from celery import current_task
+
+        from worker.orchestrator import execute_step
+
+        task_id = current_task.request.id if current_task else None
+        return execute_step(runtime, uuid.UUID(execution_id), task_id)
+
+    run_node.__name__ = f"run_{type_name}"
+    app.task(name=task_name(type_name), bind=False, acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True)(run_node)
+
+
+def _dispose_pool_in_children(runtime: WorkerRuntime) -> None:
+    def dispose(**_: Any) -> None:
+        # Connections inherited over fork() must never be used by the child.
+        runtime.engine.dispose(close=False)
+
+    worker_process_init.connect(dispose, weak=False)
+
+
+def all_queues(runtime: WorkerRuntime) -> list[str]:
+    return sorted({queue_of(runtime.node_types, name) for name in runtime.node_types})

@@ -1,0 +1,126 @@
+"""Operator control of instances: pause, resume, cancel, retry; never commits.
+
+Each function changes the instance in the caller's transaction and returns a `ControlResult`
+whose `after_commit` the caller runs once committed (admission, revocation). A transition
+the current status does not allow raises `TransitionError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from engine.statuses import InstanceStatus
+from models.instance import WorkflowInstance
+from models.instances import lock_instance
+from models.steps import reset_for_retry, stop_open_steps
+from worker.runtime import WorkerRuntime
+
+
+class ControlError(Exception):
+    """Root of control failures."""
+
+
+class InstanceNotFoundError(ControlError, LookupError):
+    pass
+
+
+class TransitionError(ControlError):
+    """The instance's status does not allow this action (HTTP 409)."""
+
+    def __init__(self, action: str, status: str) -> None:
+        super().__init__(f"cannot {action} an instance that is {status}")
+        self.action = action
+        self.status = status
+
+
+@dataclass
+class ControlResult:
+    instance: WorkflowInstance
+    revoke_task_ids: list[str] = field(default_factory=list)
+
+
+_NON_FINAL = (InstanceStatus.PENDING.value, InstanceStatus.RUNNING.value,
+              InstanceStatus.PAUSED.value)
+
+
+def _locked(session: Session, instance_id: uuid.UUID) -> WorkflowInstance:
+    instance = lock_instance(session, instance_id)
+    if instance is None:
+        raise InstanceNotFoundError(f"workflow instance {instance_id} does not exist")
+    return instance
+
+
+def _require(instance: WorkflowInstance, action: str, allowed: tuple[str, ...]) -> None:
+    if instance.status not in allowed:
+        raise TransitionError(action, instance.status)
+
+
+def pause(session: Session, instance_id: uuid.UUID) -> ControlResult:
+    """running -> paused: running steps finish and are recorded; nothing new starts."""
+    instance = _locked(session, instance_id)
+    _require(instance, "pause", (InstanceStatus.RUNNING.value,))
+    instance.status = InstanceStatus.PAUSED.value
+    instance.paused_at = _now(session)
+    return ControlResult(instance)
+
+
+def resume(session: Session, instance_id: uuid.UUID) -> ControlResult:
+    """paused -> pending; admission starts it again (and sends its held steps)."""
+    instance = _locked(session, instance_id)
+    _require(instance, "resume", (InstanceStatus.PAUSED.value,))
+    instance.status = InstanceStatus.PENDING.value
+    instance.paused_at = None
+    return ControlResult(instance)
+
+
+def cancel(session: Session, instance_id: uuid.UUID) -> ControlResult:
+    """Any non-final status -> cancelled; open steps close, pending approvals expire."""
+    instance = _locked(session, instance_id)
+    _require(instance, "cancel", _NON_FINAL)
+    instance.status = InstanceStatus.CANCELLED.value
+    instance.completed_at = _now(session)
+    instance.error_details = "cancelled"
+    task_ids = stop_open_steps(session, instance.id, "cancelled")
+    session.execute(
+        text("""
+            UPDATE workflow_approvals SET status = 'expired', responded_at = now(),
+                   updated_at = now()
+             WHERE status = 'pending' AND execution_id IN
+                   (SELECT id FROM workflow_executions WHERE instance_id = :iid)
+        """),
+        {"iid": instance.id},
+    )
+    return ControlResult(instance, revoke_task_ids=task_ids)
+
+
+def retry(session: Session, instance_id: uuid.UUID) -> ControlResult:
+    """failed -> pending: failed steps run again, completed ones keep their outputs."""
+    instance = _locked(session, instance_id)
+    _require(instance, "retry", (InstanceStatus.FAILED.value,))
+    reset_for_retry(session, instance.id)
+    instance.status = InstanceStatus.PENDING.value
+    instance.error_details = None
+    instance.completed_at = None
+    instance.output_data = None
+    # A retried instance gets a fresh execution budget.
+    instance.deadline_at = None
+    return ControlResult(instance)
+
+
+def after_control(runtime: WorkerRuntime, result: ControlResult) -> None:
+    """After commit: revoke what was running, then let admission fill the freed slots."""
+    from worker.admission import admit_and_dispatch
+
+    if result.revoke_task_ids and runtime.celery is not None:
+        runtime.celery.control.revoke(result.revoke_task_ids)
+    admit_and_dispatch(runtime)
+
+
+def _now(session: Session) -> object:
+    from sqlalchemy import func, select
+
+    return session.execute(select(func.now())).scalar_one()

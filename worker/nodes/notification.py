@@ -1,0 +1,101 @@
+"""The `notification` node: records one notification row and hands it to the sender.
+
+Config (already rendered and secret-resolved by the orchestrator): `channel`,
+`recipients`, `subject`, `message`, `secret` (webhook signing key), `required`.
+Output `{"notification_id", "status"}`.
+
+- Not required (default): the step completes at once with status `pending` (or `sent` when
+  a previous run of this step already sent it); delivery and its retries happen on the
+  `notification` queue, and a final failure never fails the workflow.
+- `required: true`: the step is held (`waiting_approval`, no worker slot) until the row is
+  final; then it completes with status `sent`, or fails with the last delivery error (so the
+  node's `on_error` / error edges apply). Whichever comes first resumes it: the sender right
+  after the outcome, or the reconciler.
+A step that runs again reuses its pending or sent row: one notification per step.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from models.db import transaction
+from models.notifications import (
+    NewNotification,
+    create_notification,
+    reusable_step_notification,
+)
+from models.secret_store import encrypt_value
+from worker.errors import PermanentNodeError
+from worker.nodes import with_run
+from worker.notifications.notices import dispatch_notifications
+from worker.results import Suspend
+
+
+def run(config: dict[str, Any], context: Any) -> Any:
+    required = config.get("required") is True
+    recipients = config.get("recipients")
+    if not isinstance(recipients, list) or not recipients:
+        raise PermanentNodeError("notification recipients must be a non-empty list")
+    with transaction(context.session_factory) as session:
+        existing = reusable_step_notification(session, context.step_id)
+        if existing is not None:
+            notification_id, status = existing
+        else:
+            notification_id, _ = create_notification(session, NewNotification(
+                notification_type="node", channel=str(config.get("channel")),
+                recipients=[str(recipient) for recipient in recipients],
+                subject=_optional_text(config.get("subject")),
+                message=_optional_text(config.get("message")) or "",
+                idempotency_key=context.idempotency_key,
+                instance_id=context.instance_id, execution_id=context.step_id,
+                workflow_id=_workflow_id(context),
+                notification_data=_data(config, context, required),
+            ))
+            status = "pending"
+    if status == "pending":
+        dispatch_notifications(_celery_app(), [notification_id])
+    output = {"notification_id": str(notification_id), "status": status}
+    if required and status != "sent":
+        return Suspend(output=output)
+    return output
+
+
+def _data(config: dict[str, Any], context: Any, required: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {"node_id": context.node_id, "required": required}
+    secret = config.get("secret")
+    if isinstance(secret, str) and secret:
+        # Never store the resolved signing key in clear: it would reach the API otherwise.
+        data["secret_ciphertext"] = _encrypt(context.settings, secret)
+    return data
+
+
+def _encrypt(settings: Any, secret: str) -> str:
+    if not settings.secret_keys:
+        raise PermanentNodeError(
+            "a notification `secret` needs FLOWYARD_SECRET_KEYS to be stored encrypted")
+    return encrypt_value(settings, secret).decode("ascii")
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _workflow_id(context: Any) -> uuid.UUID | None:
+    facts = context.expressions.get("instance") or {}
+    try:
+        return uuid.UUID(str(facts.get("workflow_id")))
+    except ValueError:
+        return None
+
+
+def _celery_app() -> Any:
+    """The app of the task running this handler (None outside a worker: reconciler sends)."""
+    from celery import current_task
+
+    return current_task.app if current_task else None
+
+
+NODE_TYPE = with_run("notification", run)

@@ -1,0 +1,228 @@
+"""The step shell: claim -> run the handler -> record (fenced) -> plan -> commit -> dispatch.
+
+Owns the life of one step delivery and `finish_waiting_step`, the door through which
+approvals, subworkflows and timers resume a held step. Handlers run outside any
+transaction; every write is a conditional UPDATE fenced by the claimed attempt, so a
+duplicate or late delivery changes nothing. Must not import Flask.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+from engine.statuses import InstanceStatus, StepStatus
+from models.db import transaction
+from models.instances import lock_instance
+from models.steps import (
+    ClaimedStep,
+    StepRef,
+    claim_step,
+    finish_step,
+    heartbeat,
+    schedule_retry,
+    start_timer,
+    wait_for_approval,
+)
+from worker.planning import advance
+from worker.results import NodeResult, Suspend
+from worker.runtime import WorkerRuntime
+from worker.step_run import StepFailure, run_handler
+
+log = structlog.get_logger("flowyard.orchestrator")
+
+# Retry backoff up to this many seconds rides on a Celery countdown; longer ones are
+# database timers fired by the reconciler (Redis re-delivers long ETA messages).
+COUNTDOWN_LIMIT_SECONDS = 3.0
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class AfterCommit:
+    """Work to do once the transaction committed: send steps, maybe admit the next instances."""
+
+    dispatch: list[StepRef]
+    countdown: list[tuple[StepRef, float]]
+    instance_ended: bool
+
+
+NOTHING = AfterCommit([], [], False)
+
+
+def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str | None) -> str:
+    """Run one delivery of a step; returns what happened (for logs and tests)."""
+    settings = runtime.settings
+    with transaction(runtime.session_factory) as session:
+        claimed = claim_step(session, execution_id, settings.step_lease_seconds, task_id)
+    if claimed is None:
+        log.info("step.stale_delivery", execution_id=str(execution_id))
+        return "stale"
+    bound = log.bind(instance_id=str(claimed.instance_id), node_id=claimed.node_id,
+                     attempt=claimed.attempt)
+    _mark_current_step(runtime, claimed)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat_loop, args=(runtime, claimed, stop), daemon=True)
+    beat.start()
+    try:
+        outcome = run_handler(runtime, claimed)
+    finally:
+        stop.set()
+        beat.join()
+    after = record_outcome(runtime, claimed, outcome)
+    apply_after_commit(runtime, after)
+    bound.info("step.done", outcome=type(outcome).__name__)
+    return type(outcome).__name__
+
+
+def _mark_current_step(runtime: WorkerRuntime, claimed: ClaimedStep) -> None:
+    from sqlalchemy import text
+
+    with transaction(runtime.session_factory) as session:
+        session.execute(
+            text("UPDATE workflow_instances SET current_step = :node WHERE id = :id"),
+            {"node": claimed.node_id, "id": claimed.instance_id},
+        )
+
+
+def _heartbeat_loop(runtime: WorkerRuntime, claimed: ClaimedStep, stop: threading.Event) -> None:
+    lease = runtime.settings.step_lease_seconds
+    while not stop.wait(max(lease / 3.0, 0.2)):
+        try:
+            with transaction(runtime.session_factory) as session:
+                if not heartbeat(session, claimed.id, claimed.attempt, lease):
+                    return
+        except Exception:  # a missed beat only shortens the lease; the step keeps running
+            log.warning("step.heartbeat_failed", execution_id=str(claimed.id))
+
+
+def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -> AfterCommit:
+    """Write the attempt's result (fenced by attempt) and plan, in one transaction."""
+    with transaction(runtime.session_factory) as session:
+        instance = lock_instance(session, claimed.instance_id)
+        if instance is None:
+            return NOTHING
+        if isinstance(outcome, Suspend):
+            _suspend(session, claimed, outcome)
+            return NOTHING
+        if isinstance(outcome, StepFailure):
+            return _record_failure(session, runtime, instance, claimed, outcome)
+        result = outcome if isinstance(outcome, NodeResult) else NodeResult(outcome)
+        if not finish_step(session, claimed.id, expected_status=StepStatus.RUNNING.value,
+                           new_status=StepStatus.COMPLETED.value, output=result.output,
+                           handle=result.handle, error=None, attempt=claimed.attempt):
+            session.rollback()
+            return NOTHING
+        return _advance(session, runtime, instance)
+
+
+def _suspend(session: Session, claimed: ClaimedStep, outcome: Suspend) -> None:
+    if outcome.timer_seconds is not None:
+        start_timer(session, claimed.id, claimed.attempt, outcome.timer_seconds, outcome.output)
+    else:
+        wait_for_approval(session, claimed.id, claimed.attempt, outcome.output)
+
+
+def _record_failure(session: Session, runtime: WorkerRuntime, instance: Any,
+                    claimed: ClaimedStep, failure: StepFailure) -> AfterCommit:
+    if not failure.permanent and claimed.retry_count < claimed.max_retries:
+        delay = _backoff(session, runtime, instance, claimed)
+        soon = delay <= COUNTDOWN_LIMIT_SECONDS
+        if not schedule_retry(session, claimed.id, claimed.attempt, delay, failure.message, soon):
+            return NOTHING
+        ref = StepRef(claimed.id, claimed.instance_id, claimed.node_id, claimed.step_type)
+        return AfterCommit([], [(ref, delay)] if soon else [], False)
+    graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
+    node = graph.node(claimed.node_id)
+    has_error_edges = any(edge.source_handle == "error" for edge in graph.outgoing(node.id))
+    if node.on_error == "continue" and not has_error_edges:
+        done = finish_step(session, claimed.id, expected_status=StepStatus.RUNNING.value,
+                           new_status=StepStatus.COMPLETED.value,
+                           output={"error": failure.message}, handle=None,
+                           error=failure.message, attempt=claimed.attempt)
+    else:
+        done = finish_step(session, claimed.id, expected_status=StepStatus.RUNNING.value,
+                           new_status=StepStatus.FAILED.value, output=None,
+                           handle="error" if has_error_edges else None,
+                           error=failure.message, attempt=claimed.attempt)
+    if not done:
+        session.rollback()
+        return NOTHING
+    return _advance(session, runtime, instance)
+
+
+def _backoff(session: Session, runtime: WorkerRuntime, instance: Any,
+             claimed: ClaimedStep) -> float:
+    """The node's first delay doubled per retry so far, capped (CONTRACT §1)."""
+    graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
+    base = graph.node(claimed.node_id).retry_backoff_seconds
+    return float(min(base * (2 ** claimed.retry_count), MAX_BACKOFF_SECONDS))
+
+
+def _advance(session: Session, runtime: WorkerRuntime, instance: Any) -> AfterCommit:
+    result = advance(session, runtime, instance)
+    return AfterCommit(result.dispatch, [], result.finished)
+
+
+def apply_after_commit(runtime: WorkerRuntime, after: AfterCommit) -> None:
+    """Send what the committed transaction decided; free slots go to pending instances."""
+    from worker.dispatch import send_steps, step_timeouts
+
+    refs = after.dispatch + [ref for ref, _ in after.countdown]
+    if refs and runtime.celery is not None:
+        with runtime.session_factory() as session:
+            timeouts = step_timeouts(session, runtime.graphs, runtime.settings, refs)
+        send_steps(runtime.celery, runtime.node_types, after.dispatch, timeouts)
+        for ref, delay in after.countdown:
+            send_steps(runtime.celery, runtime.node_types, [ref], timeouts, countdown=delay)
+    if after.instance_ended:
+        from worker.admission import admit_and_dispatch
+
+        admit_and_dispatch(runtime)
+
+
+def finish_waiting_step(
+    session: Session,
+    runtime: WorkerRuntime,
+    execution_id: uuid.UUID,
+    output: Any,
+    handle: str | None = None,
+    failed_error: str | None = None,
+) -> AfterCommit | None:
+    """Complete (or fail) a step held in `waiting_approval` or on a timer, then plan.
+
+    For approvals, subworkflows and the reconciler's timers. Runs in the caller's
+    transaction (never commits); pass the result to `apply_after_commit` after commit.
+    Returns None when the step was not waiting (already finished: nothing changed).
+    """
+    from models.instance import WorkflowExecution
+
+    step = session.get(WorkflowExecution, execution_id, populate_existing=True)
+    if step is None:
+        return None
+    instance = lock_instance(session, step.instance_id)
+    if instance is None or instance.status in _ENDED:
+        return None
+    expected = step.status
+    if expected not in (StepStatus.WAITING_APPROVAL.value, StepStatus.RUNNING.value):
+        return None
+    if expected == StepStatus.RUNNING.value and step.run_after is None:
+        return None  # a worker holds it: not a held step
+    new_status = StepStatus.FAILED.value if failed_error else StepStatus.COMPLETED.value
+    if failed_error:
+        graph, _ = runtime.graphs.get(session, instance.workflow_version_id)  # type: ignore[arg-type]
+        if any(edge.source_handle == "error" for edge in graph.outgoing(step.node_id)):
+            handle = "error"
+    if not finish_step(session, execution_id, expected_status=expected, new_status=new_status,
+                       output=output, handle=handle, error=failed_error,
+                       attempt=step.attempt):
+        return None
+    return _advance(session, runtime, instance)
+
+
+_ENDED = frozenset(s.value for s in (InstanceStatus.COMPLETED, InstanceStatus.FAILED,
+                                     InstanceStatus.CANCELLED))

@@ -1,0 +1,173 @@
+"""Turn the engine planner's decisions into step rows and instance progress; never commits.
+
+Called with the instance row locked (FOR UPDATE), so two parents finishing together decide
+a join exactly once. Only newly decided ready steps are returned for dispatch after commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine import planner
+from engine.document import WorkflowGraph
+from engine.statuses import InstanceStatus, StepStatus
+from models.instance import WorkflowExecution, WorkflowInstance
+from models.instances import steps_of
+from models.steps import StepRef, finish_step, insert_step
+from worker.runtime import WorkerRuntime
+
+_MAX_PLAN_ROUNDS = 10_000
+
+
+@dataclass(frozen=True)
+class Advance:
+    """What one planning pass did: steps to send after commit and whether the instance ended."""
+
+    dispatch: list[StepRef]
+    finished: bool
+
+
+def instance_facts(instance: WorkflowInstance) -> dict[str, Any]:
+    """The `instance` name of the expression context."""
+    return {"id": str(instance.id), "workflow_id": str(instance.workflow_id),
+            "triggered_by": instance.triggered_by or ""}
+
+
+def instance_input(instance: WorkflowInstance) -> Any:
+    context = instance.execution_context or {}
+    return context.get("input", {})
+
+
+def nodes_context(steps: list[WorkflowExecution]) -> dict[str, Any]:
+    """`nodes.<id>.output` / `.status` for every decided step."""
+    return {step.node_id: {"output": step.output_data, "status": step.status}
+            for step in steps}
+
+
+def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance) -> Advance:
+    """Plan the locked instance until nothing new is decided; finish it when the plan says so."""
+    if instance.workflow_version_id is None:
+        raise LookupError(f"instance {instance.id} has no pinned workflow version")
+    graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
+    base = {"input": instance_input(instance), "instance": instance_facts(instance)}
+    dispatch: list[StepRef] = []
+    for _ in range(_MAX_PLAN_ROUNDS):
+        steps = steps_of(session, instance.id)
+        result = planner.plan(graph, planner_steps(steps), base, runtime.node_types)
+        changed = _fail_condition_errors(session, steps, result)
+        inserted = _record_decisions(session, graph, instance.id, result)
+        dispatch.extend(ref for ref in inserted if ref is not None)
+        if not inserted and not changed:
+            break
+    steps = steps_of(session, instance.id)
+    _update_progress(instance, graph, steps)
+    if result.outcome != planner.OUTCOME_RUNNING:
+        finalize(session, instance, graph, steps, result)
+        return Advance(dispatch=[], finished=True)
+    if instance.status != InstanceStatus.RUNNING.value:
+        return Advance(dispatch=[], finished=False)
+    return Advance(dispatch=dispatch, finished=False)
+
+
+def planner_steps(steps: list[WorkflowExecution]) -> dict[str, planner.StepState]:
+    return {
+        step.node_id: planner.StepState(status=StepStatus(step.status),
+                                        selected_handle=step.selected_handle,
+                                        output=step.output_data)
+        for step in steps
+    }
+
+
+def _fail_condition_errors(session: Session, steps: list[WorkflowExecution],
+                           result: planner.Plan) -> bool:
+    """An edge condition that cannot be evaluated fails its source step (CONTRACT §3)."""
+    by_node = {step.node_id: step for step in steps}
+    changed = False
+    for node_id, message in result.condition_errors:
+        step = by_node.get(node_id)
+        if step is None:
+            continue
+        changed = finish_step(session, step.id, expected_status=step.status,
+                              new_status=StepStatus.FAILED.value, output=step.output_data,
+                              handle=None, error=message) or changed
+    return changed
+
+
+def _record_decisions(session: Session, graph: WorkflowGraph, instance_id: uuid.UUID,
+                      result: planner.Plan) -> list[StepRef | None]:
+    """Insert one row per decided node; returns refs of new pending ones (None for others)."""
+    recorded: list[StepRef | None] = []
+    for node_id in result.ready:
+        node = graph.node(node_id)
+        step_id = insert_step(session, instance_id, node_id, node.type,
+                              StepStatus.PENDING.value, node.retries)
+        if step_id is not None:
+            recorded.append(StepRef(step_id, instance_id, node_id, node.type))
+    for node_id in result.skipped:
+        node = graph.node(node_id)
+        if insert_step(session, instance_id, node_id, node.type, StepStatus.SKIPPED.value,
+                       node.retries) is not None:
+            recorded.append(None)
+    for node_id, state in result.passthrough_steps().items():
+        node = graph.node(node_id)
+        if insert_step(session, instance_id, node_id, node.type, StepStatus.SKIPPED.value,
+                       node.retries, handle=state.selected_handle, output={}) is not None:
+            recorded.append(None)
+    return recorded
+
+
+def _update_progress(instance: WorkflowInstance, graph: WorkflowGraph,
+                     steps: list[WorkflowExecution]) -> None:
+    final = {s.value for s in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED)}
+    decided = sum(1 for step in steps if step.status in final)
+    total = max(len(graph.node_by_id), 1)
+    instance.progress = min(100, (decided * 100) // total)
+    started = [step for step in steps if step.started_at is not None]
+    if started:
+        instance.current_step = max(started, key=lambda s: s.started_at).node_id  # type: ignore[arg-type,return-value]
+
+
+def finalize(session: Session, instance: WorkflowInstance, graph: WorkflowGraph,
+             steps: list[WorkflowExecution], result: planner.Plan) -> None:
+    """Completed or failed: outputs of completed leaves, metrics, error naming the node."""
+    from sqlalchemy import func
+
+    failed_node = result.failed_node if result.outcome == planner.OUTCOME_FAILED else None
+    by_node = {step.node_id: step for step in steps}
+    if failed_node is not None:
+        step = by_node.get(failed_node)
+        message = step.error_message if step is not None else "failed"
+        instance.status = InstanceStatus.FAILED.value
+        instance.error_details = f"node '{failed_node}' failed: {message}"
+    else:
+        instance.status = InstanceStatus.COMPLETED.value
+        instance.progress = 100
+        instance.output_data = planner.instance_output(graph, planner_steps(steps))
+    instance.completed_at = session.execute(func.now().select()).scalar_one()
+    instance.execution_metrics = execution_metrics(instance, steps)
+
+
+def execution_metrics(instance: WorkflowInstance,
+                      steps: list[WorkflowExecution]) -> dict[str, Any]:
+    """Wall time, steps run, and time steps spent queued before a worker claimed them."""
+    ran = [s for s in steps if s.status in ("completed", "failed") and s.started_at]
+    waits = [
+        max(0.0, (s.started_at - s.queued_at).total_seconds() * 1000)
+        for s in ran if s.started_at is not None and s.queued_at is not None
+    ]
+    wall = None
+    if instance.completed_at is not None and instance.started_at is not None:
+        wall = int((instance.completed_at - instance.started_at).total_seconds() * 1000)
+    return {
+        "wall_time_ms": wall,
+        "step_count": len(ran),
+        "skipped_count": sum(1 for s in steps if s.status == "skipped"),
+        "retry_count": sum(s.retry_count or 0 for s in steps),
+        "queue_wait_ms": int(sum(waits)),
+        "max_queue_wait_ms": int(max(waits)) if waits else 0,
+        "step_duration_ms": sum(s.duration_ms or 0 for s in ran),
+    }

@@ -1,0 +1,69 @@
+"""The collaborators one worker-side process shares: settings, database, node types, graphs.
+
+Built by process entry points (`flowyard worker`, `flowyard scheduler`, the API) from
+settings; nothing here is created at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.document import WorkflowGraph, parse_workflow
+from models.db import make_engine, make_session_factory
+from models.settings import Settings
+from models.workflow import WorkflowVersion
+
+
+class GraphCache:
+    """Parsed graphs by workflow version id; versions are immutable, so entries never go stale."""
+
+    def __init__(self) -> None:
+        self._graphs: dict[uuid.UUID, tuple[WorkflowGraph, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, version_id: uuid.UUID) -> tuple[WorkflowGraph, dict[str, Any]]:
+        """The graph and configuration of a version. Raises: LookupError when it is gone."""
+        with self._lock:
+            cached = self._graphs.get(version_id)
+        if cached is not None:
+            return cached
+        row = session.execute(
+            select(WorkflowVersion.workflow_data, WorkflowVersion.configuration)
+            .where(WorkflowVersion.id == version_id)
+        ).one_or_none()
+        if row is None:
+            raise LookupError(f"workflow version {version_id} does not exist")
+        configuration = dict(row[1] or {})
+        entry = (parse_workflow(row[0], configuration), configuration)
+        with self._lock:
+            self._graphs[version_id] = entry
+        return entry
+
+
+@dataclass
+class WorkerRuntime:
+    settings: Settings
+    node_types: Mapping[str, Any]
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    graphs: GraphCache = field(default_factory=GraphCache)
+    celery: Any = None
+
+
+def build_runtime(settings: Settings, node_types: Mapping[str, Any] | None = None,
+                  *, pool_size: int = 5) -> WorkerRuntime:
+    """A runtime on a new engine; node types default to the installed plug-ins."""
+    if node_types is None:
+        from worker.plugins import load_node_types
+
+        node_types = load_node_types()
+    engine = make_engine(settings, pool_size=pool_size)
+    return WorkerRuntime(settings=settings, node_types=node_types, engine=engine,
+                         session_factory=make_session_factory(engine))
