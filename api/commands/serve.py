@@ -67,6 +67,9 @@ def api(host: str, port: int, processes: int, threads: int, timeout: int) -> Non
         "proc_name": "flowyard-api",
         # Load the app in each worker, after fork: no database pool crosses a fork.
         "preload_app": False,
+        # gunicorn's control socket lives at one path per user: a second API on the same
+        # machine (another `flowyard up`, a test) would take it over. We do not use it.
+        "control_socket_disable": True,
     }
     _gunicorn_application(settings, options).run()
 

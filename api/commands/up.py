@@ -152,19 +152,26 @@ def _start_children(platform: Platform, env: dict[str, str], port: int, flower_p
                                   "--unauthenticated-api"), env)
 
 
-def _wait_ready(platform: Platform, url: str, stop: threading.Event) -> None:
+def _wait_ready(platform: Platform, urls: list[str], stop: threading.Event) -> None:
+    """Wait until every URL answers 200 (or a child dies, or Ctrl-C, or the deadline)."""
     deadline = time.monotonic() + _READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and not stop.is_set():
+    pending = list(urls)
+    while pending and time.monotonic() < deadline and not stop.is_set():
         _raise_if_child_exited(platform)
-        try:
-            with urllib.request.urlopen(url, timeout=2.0) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        if _answers_ok(pending[0]):
+            pending.pop(0)
+            continue
         stop.wait(0.2)
-    if not stop.is_set():
-        raise StartupError(f"the API did not become ready at {url}; see {platform.data.logs}")
+    if pending and not stop.is_set():
+        raise StartupError(f"{pending[0]} did not become ready; see {platform.data.logs}")
+
+
+def _answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _raise_if_child_exited(platform: Platform) -> None:
@@ -238,7 +245,9 @@ def up(data_dir: Path, port: int, flower_port: int, workers: int, host: str) -> 
             _migrate(env["DATABASE_URL"])
             token = _first_admin_token(env["DATABASE_URL"])
             _start_children(platform, env, port, flower_port, workers, host)
-            _wait_ready(platform, f"http://127.0.0.1:{port}/readyz", stop)
+            local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            _wait_ready(platform, [f"http://{local}:{port}/readyz",
+                                   f"http://{local}:{flower_port}/healthcheck"], stop)
             if not stop.is_set():
                 _print_banner(host, port, flower_port, data, platform, token)
             _run_until_stopped(platform, stop)
