@@ -30,7 +30,9 @@ def _gunicorn_application(settings: Settings, options: dict[str, Any]) -> Any:
     class FlowyardAPI(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for key, value in options.items():
-                self.cfg.set(key, value)
+                # Settings newer than the installed gunicorn are skipped, not fatal.
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
 
         def load(self) -> Any:
             from api.app import create_app
