@@ -1,0 +1,45 @@
+"""`flowyard secrets rotate`: re-encrypt every stored secret with the first configured key.
+
+Must never print a secret value.
+"""
+
+from __future__ import annotations
+
+import click
+
+from api.commands.settings_loader import load_settings
+from models.secret_store import SecretStoreError, rotate_all
+from models.settings import Settings, SettingsError
+
+
+def rotate_secrets(settings: Settings) -> int:
+    """Rotate every secret in one transaction (all or nothing); returns how many."""
+    from models.db import make_engine, make_session_factory, transaction
+
+    engine = make_engine(settings, pool_size=1, max_overflow=0)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            return rotate_all(session, settings)
+    finally:
+        engine.dispose()
+
+
+@click.group()
+def secrets() -> None:
+    """Encrypted secrets (values are managed through /api/secrets)."""
+
+
+@secrets.command()
+def rotate() -> None:
+    """Re-encrypt every secret with the first key of FLOWYARD_SECRET_KEYS.
+
+    Put the new key first and keep the old ones after it; once this succeeds the old keys
+    can be removed from FLOWYARD_SECRET_KEYS.
+    """
+    settings = load_settings()
+    try:
+        settings.require_database_url()
+        count = rotate_secrets(settings)
+    except (SettingsError, SecretStoreError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"rotated {count} secret(s) to the first key of FLOWYARD_SECRET_KEYS")
