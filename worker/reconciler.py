@@ -31,6 +31,7 @@ from worker.admission import admit_and_dispatch
 from worker.orchestrator import AfterCommit, apply_after_commit, finish_waiting_step
 from worker.planning import advance, execution_metrics
 from worker.runtime import WorkerRuntime
+from worker.schedules import fire_schedules_job
 
 log = structlog.get_logger("flowyard.reconciler")
 
@@ -149,6 +150,8 @@ def default_jobs() -> PeriodicJobs:
     jobs.add("enforce_deadlines", enforce_deadlines)
     jobs.add("redispatch_unclaimed", redispatch_unclaimed)
     jobs.add("replan_idle", replan_idle)
+    # Schedules fire before admission so a fired instance starts in the same pass.
+    jobs.add("schedules", fire_schedules_job)
     jobs.add("admit", admit_and_dispatch)
     return jobs
 
