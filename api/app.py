@@ -6,6 +6,7 @@ connections at import time; everything comes from the `settings` argument.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Flask
@@ -19,6 +20,7 @@ from api.context import AppState, install_state
 from api.errors import ErrorEnvelopeSchema, register_error_handlers
 from api.ratelimit import init_rate_limits
 from api.security_headers import init_security_headers
+from engine.nodetypes import BUILTIN_NODE_TYPES, NodeType
 from models.settings import Settings
 
 
@@ -29,13 +31,24 @@ class FlowyardApi(Api):  # type: ignore[misc]
 
 def api_blueprints() -> list[ApiBlueprint]:
     """Every /api blueprint (flask-smorest, in OpenAPI). Add yours here with one line."""
-    from api.resources import audit_log, events, hooks, secrets, tokens, triggers
+    from api.resources import (
+        audit_log,
+        events,
+        hooks,
+        secrets,
+        templates,
+        tokens,
+        triggers,
+        workflows,
+    )
 
     return [
+        workflows.blp,
         tokens.blp,
         triggers.blp,
         hooks.blp,
         events.blp,
+        templates.blp,
         secrets.blp,
         audit_log.blp,
     ]
@@ -68,12 +81,25 @@ def _api_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def default_node_types() -> dict[str, NodeType]:
+    """The node types definitions are validated against: built-in specs and installed plug-ins.
+
+    Raises:
+        PluginError: an installed `flowyard.nodes` entry point is broken (named).
+    """
+    from worker.plugins import load_node_types
+
+    return {**BUILTIN_NODE_TYPES, **load_node_types()}
+
+
 def create_app(settings: Settings, *, session_factory: sessionmaker[Session] | None = None,
-               celery_app: Any | None = None) -> Flask:
+               celery_app: Any | None = None,
+               node_types: Mapping[str, NodeType] | None = None) -> Flask:
     """Build the API app.
 
     `session_factory` defaults to one on a new engine for `settings.database_url`;
-    `celery_app` is what endpoints that start work dispatch through (None: no dispatch).
+    `celery_app` is what endpoints that start work dispatch through (None: no dispatch);
+    `node_types` defaults to `default_node_types()`.
     """
     if session_factory is None:
         from models.db import make_engine, make_session_factory
@@ -83,7 +109,8 @@ def create_app(settings: Settings, *, session_factory: sessionmaker[Session] | N
     app.config.update(_api_config(settings))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_state(app, AppState(settings=settings, session_factory=session_factory,
-                                celery_app=celery_app))
+                                celery_app=celery_app,
+                                node_types=dict(node_types or default_node_types())))
     api = FlowyardApi(app)
     for blueprint in api_blueprints():
         api.register_blueprint(blueprint)

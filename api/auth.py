@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.context import request_session
@@ -78,7 +78,8 @@ def issue_token(session: Session, *, name: str, roles: list[str],
     """
     token = generate_token()
     row = ApiToken(name=name, roles=list(dict.fromkeys(roles)), token_hash=hash_token(token),
-                   prefix=token[:TOKEN_PREFIX_LENGTH], created_by=created_by)
+                   prefix=token[:TOKEN_PREFIX_LENGTH], created_by=created_by,
+                   created_at=func.clock_timestamp())
     session.add(row)
     session.flush()
     return row, token

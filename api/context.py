@@ -8,12 +8,14 @@ Must not hold module-level engines or sessions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.nodetypes import NodeType
 from models.settings import Settings
 
 _EXTENSION_KEY = "flowyard"
@@ -26,6 +28,8 @@ class AppState:
     # The Celery app used to dispatch work; None in an API built without one (tests of the
     # definition endpoints need no broker).
     celery_app: Any | None = None
+    # Node types by name (built-ins and plug-ins), used to validate definitions.
+    node_types: Mapping[str, NodeType] = field(default_factory=dict)
 
 
 def install_state(app: Flask, state: AppState) -> None:

@@ -22,6 +22,14 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("GET", "/api/tokens", "admin", None),
     ("POST", "/api/tokens", "admin", {"name": "matrix", "roles": ["viewer"]}),
     ("DELETE", f"/api/tokens/{MISSING}", "admin", None),
+    # workflows (api/resources/workflows.py)
+    ("GET", "/api/workflows", "viewer", None),
+    ("POST", "/api/workflows", "editor", {"name": "matrix", "workflow_data": {
+        "nodes": [{"id": "a", "type": "noop", "position": {"x": 0, "y": 0}, "data": {}}],
+        "edges": []}}),
+    ("GET", f"/api/workflows/{MISSING}", "viewer", None),
+    ("PUT", f"/api/workflows/{MISSING}", "editor", {"name": "matrix"}),
+    ("DELETE", f"/api/workflows/{MISSING}", "editor", None),
     # triggers (api/resources/triggers.py)
     ("GET", f"/api/workflows/{MISSING}/triggers", "viewer", None),
     ("POST", f"/api/workflows/{MISSING}/triggers", "editor", {"trigger_type": "manual"}),
@@ -33,6 +41,8 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("POST", "/api/secrets", "editor", {"name": "MATRIX_SECRET", "value": "v"}),
     ("DELETE", f"/api/secrets/{MISSING}", "editor", None),
     ("GET", "/api/audit-log", "admin", None),
+    # events (api/resources/events.py)
+    ("POST", "/api/events", "operator", {"source": "matrix", "type": "t", "payload": {}}),
 ]
 
 
