@@ -201,3 +201,78 @@ def notifications_of_instance(session: Session,
     return list(session.scalars(
         notifications_query(instance_id=instance_id)
         .order_by(WorkflowNotification.created_at, WorkflowNotification.id)).all())
+
+
+def touch_due_notifications(session: Session, *, late_seconds: float,
+                            limit: int = 200) -> list[uuid.UUID]:
+    """Due rows nobody claimed for `late_seconds`, re-stamped so they are not picked again
+    for another `late_seconds` (they stay due: a sender can still claim them at once).
+
+    Safe with several reconcilers: rows locked by another pass are skipped.
+    """
+    return list(session.scalars(
+        text(
+            """
+            UPDATE workflow_notifications SET next_attempt_at = now(), updated_at = now()
+             WHERE id IN (SELECT id FROM workflow_notifications
+                           WHERE status = 'pending'
+                             AND coalesce(next_attempt_at, '-infinity')
+                                 <= now() - make_interval(secs => :late)
+                           ORDER BY next_attempt_at NULLS FIRST
+                           LIMIT :limit FOR UPDATE SKIP LOCKED)
+         RETURNING id
+            """
+        ),
+        {"late": float(late_seconds), "limit": limit},
+    ).all())
+
+
+@dataclass(frozen=True)
+class RequiredOutcome:
+    """A step held for a `required` notification whose row reached a final status."""
+
+    execution_id: uuid.UUID
+    notification_id: uuid.UUID
+    status: str
+    error_details: str | None
+
+
+def final_required_notifications(session: Session, *, execution_id: uuid.UUID | None = None,
+                                 limit: int = 100) -> list[RequiredOutcome]:
+    """Held notification steps whose latest notification is sent or failed."""
+    rows = session.execute(
+        text(
+            """
+            SELECT * FROM (
+                SELECT DISTINCT ON (e.id) e.id AS execution_id, n.id, n.status, n.error_details
+                  FROM workflow_executions AS e
+                  JOIN workflow_notifications AS n ON n.execution_id = e.id
+                 WHERE e.status = 'waiting_approval' AND e.step_type = 'notification'
+                   AND (CAST(:execution_id AS uuid) IS NULL
+                        OR e.id = CAST(:execution_id AS uuid))
+                 ORDER BY e.id, n.created_at DESC
+            ) AS latest
+             WHERE latest.status IN ('sent', 'failed')
+             LIMIT :limit
+            """
+        ),
+        {"execution_id": execution_id, "limit": limit},
+    ).all()
+    return [RequiredOutcome(*row) for row in rows]
+
+
+def reusable_step_notification(session: Session,
+                               execution_id: uuid.UUID) -> tuple[uuid.UUID, str] | None:
+    """The step's pending or sent notification, so a step run twice sends once.
+
+    Locks the step row first: two deliveries of one step cannot both create a row.
+    """
+    session.execute(text("SELECT id FROM workflow_executions WHERE id = :id FOR UPDATE"),
+                    {"id": execution_id})
+    row = session.execute(
+        select(WorkflowNotification.id, WorkflowNotification.status)
+        .where(WorkflowNotification.execution_id == execution_id,
+               WorkflowNotification.status.in_(("pending", "sent")))
+        .order_by(WorkflowNotification.created_at.desc()).limit(1)
+    ).one_or_none()
+    return (row[0], str(row[1])) if row is not None else None

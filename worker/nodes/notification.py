@@ -65,16 +65,14 @@ def _data(config: dict[str, Any], context: Any, required: bool) -> dict[str, Any
     data: dict[str, Any] = {"node_id": context.node_id, "required": required}
     secret = config.get("secret")
     if isinstance(secret, str) and secret:
-        # Never store the resolved signing key in clear: it would reach the API otherwise.
-        data["secret_ciphertext"] = _encrypt(context.settings, secret)
+        if context.settings.secret_keys:
+            # The key may come from a `$secret`: never store it resolved and in clear.
+            data["secret_ciphertext"] = encrypt_value(context.settings, secret).decode("ascii")
+        else:
+            # Without keys no `$secret` can resolve, so this is the literal from the
+            # workflow document itself (the API never shows it).
+            data["secret"] = secret
     return data
-
-
-def _encrypt(settings: Any, secret: str) -> str:
-    if not settings.secret_keys:
-        raise PermanentNodeError(
-            "a notification `secret` needs FLOWYARD_SECRET_KEYS to be stored encrypted")
-    return encrypt_value(settings, secret).decode("ascii")
 
 
 def _optional_text(value: Any) -> str | None:

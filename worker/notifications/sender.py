@@ -25,7 +25,7 @@ from models.notifications import (
     mark_sent,
     schedule_retry,
 )
-from models.secret_store import SecretStoreError, read_secret_value
+from models.secret_store import SecretStoreError, decrypt_value, read_secret_value
 from models.settings import Settings
 from worker.notifications.channels import (
     Channel,
@@ -50,6 +50,8 @@ class DeliveryResult:
     status: str
     retry_in: float | None = None
     error: str | None = None
+    # The step that created the row, if any (a `required` notification holds it).
+    execution_id: uuid.UUID | None = None
 
 
 def backoff_seconds(first_delay: float, retry_number: int) -> float:
@@ -97,7 +99,7 @@ class NotificationSender:
                 return DeliveryResult("skipped")
             self._final(session, claim, "sent", None)
         bound.info("notification.sent")
-        return DeliveryResult("sent")
+        return DeliveryResult("sent", execution_id=claim.execution_id)
 
     def _send(self, claim: ClaimedNotification) -> None:
         channel = self._channels.get(claim.channel)
@@ -121,15 +123,19 @@ class NotificationSender:
             notification_id=str(claim.id), channel=claim.channel,
             recipients=tuple(str(r) for r in claim.recipients), subject=claim.subject,
             body=claim.message, idempotency_key=claim.idempotency_key, metadata=metadata,
-            secret=self._signing_secret(data.get("secret")),
+            secret=self._signing_secret(data),
             sender=sender if isinstance(sender, str) else None,
         )
 
-    def _signing_secret(self, configured: Any) -> str | None:
-        """The node's `secret`: a literal or a `{"$secret": NAME}` read from the store now."""
-        if configured is None:
+    def _signing_secret(self, data: Mapping[str, Any]) -> str | None:
+        """The node's `secret` (stored encrypted) or a notice's literal / `{"$secret": NAME}`."""
+        ciphertext = data.get("secret_ciphertext")
+        configured = data.get("secret")
+        if configured is None and ciphertext is None:
             return None
         try:
+            if isinstance(ciphertext, str):
+                return decrypt_value(self._settings, ciphertext.encode("ascii"))
             with transaction(self._sessions) as session:
                 resolved, _ = resolve_secrets(
                     configured, lambda name: read_secret_value(session, self._settings, name))
@@ -149,12 +155,13 @@ class NotificationSender:
                 if not schedule_retry(session, claim, error, delay):
                     return DeliveryResult("skipped")
                 log.warning("notification.retry", error=error, retry_in=delay)
-                return DeliveryResult("retry", retry_in=delay, error=error)
+                return DeliveryResult("retry", retry_in=delay, error=error,
+                                      execution_id=claim.execution_id)
             if not mark_failed(session, claim, error):
                 return DeliveryResult("skipped")
             self._final(session, claim, "failed", error)
         log.warning("notification.failed", error=error)
-        return DeliveryResult("failed", error=error)
+        return DeliveryResult("failed", error=error, execution_id=claim.execution_id)
 
     def _final(self, session: Session, claim: ClaimedNotification, status: str,
                error: str | None) -> None:
