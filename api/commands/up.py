@@ -122,7 +122,7 @@ def _first_admin_token(database_url: str) -> str | None:
     """On the first start (no token at all yet), create an admin token; None otherwise."""
     from sqlalchemy import func, select
 
-    from api.auth import generate_token, hash_token
+    from api.auth import issue_token
     from models.db import make_engine, make_session_factory, transaction
     from models.security import ApiToken
 
@@ -133,9 +133,8 @@ def _first_admin_token(database_url: str) -> str | None:
             session.execute(select(func.pg_advisory_xact_lock(0x466C6F77)))
             if session.scalar(select(func.count()).select_from(ApiToken)):
                 return None
-            token = generate_token()
-            session.add(ApiToken(name="admin (flowyard up)", token_hash=hash_token(token),
-                                 prefix=token[:8], roles=["admin"], created_by="flowyard up"))
+            _, token = issue_token(session, name="admin (flowyard up)", roles=["admin"],
+                                   created_by="flowyard up")
             return token
     finally:
         engine.dispose()

@@ -30,17 +30,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _admin_token(database_url: str) -> str:
-    from api.auth import generate_token, hash_token
+    from api.auth import issue_token
     from models.db import make_engine, make_session_factory, transaction
-    from models.security import ApiToken
     from models.settings import Settings
 
     engine = make_engine(Settings(database_url=database_url), pool_size=1, max_overflow=0)
-    token = generate_token()
     try:
         with transaction(make_session_factory(engine)) as session:
-            session.add(ApiToken(name="cli-test", token_hash=hash_token(token),
-                                 prefix=token[:8], roles=["admin"]))
+            _, token = issue_token(session, name="cli-test", roles=["admin"])
     finally:
         engine.dispose()
     return token
