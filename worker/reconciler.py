@@ -165,8 +165,12 @@ def reconcile_once(runtime: WorkerRuntime, jobs: PeriodicJobs) -> None:
             log.exception("reconciler.job_failed", job=name)
 
 
-def run_forever(runtime: WorkerRuntime, jobs: PeriodicJobs, stop: threading.Event) -> None:
+def run_forever(runtime: WorkerRuntime, jobs: PeriodicJobs, stop: threading.Event,
+                after_pass: Callable[[], None] | None = None) -> None:
+    """Reconcile until `stop`; `after_pass` runs after each pass (the liveness heartbeat)."""
     interval = runtime.settings.reconcile_interval_seconds
     while not stop.is_set():
         reconcile_once(runtime, jobs)
+        if after_pass is not None:
+            after_pass()
         stop.wait(interval)

@@ -30,4 +30,11 @@ def scheduler() -> None:
     signal.signal(signal.SIGINT, request_stop)
     click.echo("flowyard scheduler: reconciling every "
                f"{settings.reconcile_interval_seconds}s", err=True)
-    run_forever(runtime, default_jobs(), stop)
+    heartbeat = settings.worker_heartbeat_file
+    if heartbeat:
+        from worker.liveness import touch_heartbeat
+
+        # Touched after every pass: a stuck loop goes stale and the liveness probe restarts it.
+        run_forever(runtime, default_jobs(), stop, after_pass=lambda: touch_heartbeat(heartbeat))
+    else:
+        run_forever(runtime, default_jobs(), stop)
