@@ -46,7 +46,7 @@ def admit(session: Session, runtime: WorkerRuntime) -> tuple[list[StepRef], bool
 
 
 def _start(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance) -> None:
-    now = session.execute(select(func.now())).scalar_one()
+    now = session.execute(select(func.clock_timestamp())).scalar_one()
     instance.status = InstanceStatus.RUNNING.value
     instance.paused_at = None
     if instance.deadline_at is None:

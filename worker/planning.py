@@ -147,7 +147,7 @@ def finalize(session: Session, instance: WorkflowInstance, graph: WorkflowGraph,
         instance.status = InstanceStatus.COMPLETED.value
         instance.progress = 100
         instance.output_data = planner.instance_output(graph, planner_steps(steps))
-    instance.completed_at = session.execute(func.now().select()).scalar_one()
+    instance.completed_at = session.execute(func.clock_timestamp().select()).scalar_one()
     instance.execution_metrics = execution_metrics(instance, steps)
 
 
