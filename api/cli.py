@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from api.commands import db, run, scheduler, secrets, serve, up, worker, worker_health
+from api.commands import db, run, scheduler, secrets, serve, token, up, worker, worker_health
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +22,7 @@ cli.add_command(worker_health.worker_health)
 cli.add_command(worker.worker)
 cli.add_command(scheduler.scheduler)
 cli.add_command(secrets.secrets)
+cli.add_command(token.token)
 
 
 def main() -> None:

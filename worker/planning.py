@@ -18,6 +18,7 @@ from engine.statuses import InstanceStatus, StepStatus
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import steps_of
 from models.steps import StepRef, finish_step, insert_step
+from worker.notifications.notices import notify_instance_finished
 from worker.runtime import WorkerRuntime
 
 _MAX_PLAN_ROUNDS = 10_000
@@ -52,7 +53,7 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
     """Plan the locked instance until nothing new is decided; finish it when the plan says so."""
     if instance.workflow_version_id is None:
         raise LookupError(f"instance {instance.id} has no pinned workflow version")
-    graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
+    graph, configuration = runtime.graphs.get(session, instance.workflow_version_id)
     base = {"input": instance_input(instance), "instance": instance_facts(instance)}
     dispatch: list[StepRef] = []
     for _ in range(_MAX_PLAN_ROUNDS):
@@ -67,6 +68,7 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
     _update_progress(instance, graph, steps)
     if result.outcome != planner.OUTCOME_RUNNING:
         finalize(session, instance, graph, steps, result)
+        notify_instance_finished(session, instance, configuration, steps)
         return Advance(dispatch=[], finished=True)
     if instance.status != InstanceStatus.RUNNING.value:
         return Advance(dispatch=[], finished=False)

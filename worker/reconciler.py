@@ -28,6 +28,8 @@ from models.steps import (
     stop_open_steps,
 )
 from worker.admission import admit_and_dispatch
+from worker.notifications.notices import notify_instance_finished
+from worker.notifications.tasks import periodic_jobs as notification_jobs
 from worker.orchestrator import AfterCommit, apply_after_commit, finish_waiting_step
 from worker.planning import advance, execution_metrics
 from worker.runtime import WorkerRuntime
@@ -118,8 +120,11 @@ def enforce_deadlines(runtime: WorkerRuntime) -> int:
             instance.status = InstanceStatus.FAILED.value
             instance.completed_at = session.execute(select(func.now())).scalar_one()
             instance.error_details = "workflow execution timed out (execution_timeout_ms)"
-            instance.execution_metrics = execution_metrics(instance,
-                                                           steps_of(session, instance.id))
+            steps = steps_of(session, instance.id)
+            instance.execution_metrics = execution_metrics(instance, steps)
+            if instance.workflow_version_id is not None:
+                _, configuration = runtime.graphs.get(session, instance.workflow_version_id)
+                notify_instance_finished(session, instance, configuration, steps)
     if revoke and runtime.celery is not None:
         runtime.celery.control.revoke(revoke)
     return len(late)
@@ -153,6 +158,8 @@ def default_jobs() -> PeriodicJobs:
     # Schedules fire before admission so a fired instance starts in the same pass.
     jobs.add("schedules", fire_schedules_job)
     jobs.add("admit", admit_and_dispatch)
+    for name, job in notification_jobs():
+        jobs.add(name, job)
     return jobs
 
 
