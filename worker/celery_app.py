@@ -14,6 +14,7 @@ from celery.signals import worker_process_init
 
 from models.settings import Settings
 from worker.dispatch import queue_of, task_name
+from worker.notifications.tasks import register_notification_tasks
 from worker.runtime import WorkerRuntime, build_runtime
 
 # Redis re-delivers an unacked message after this long; it must exceed the longest step.
@@ -56,6 +57,7 @@ def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Cel
         routes[task_name(name)] = {"queue": queue_of(runtime.node_types, name)}
     app.conf.task_routes = routes
     app.conf.task_default_queue = "default"
+    register_notification_tasks(app, runtime)
     _dispose_pool_in_children(runtime)
     app.flowyard_runtime = runtime  # type: ignore[attr-defined]
     return app
