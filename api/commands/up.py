@@ -243,6 +243,8 @@ def up(data_dir: Path, port: int, flower_port: int, workers: int, host: str) -> 
             env = _service_env(platform, settings)
             _migrate(env["DATABASE_URL"])
             token = _first_admin_token(env["DATABASE_URL"])
+            if stop.is_set():  # Ctrl-C while the databases were starting
+                return
             _start_children(platform, env, port, flower_port, workers, host)
             local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             _wait_ready(platform, [f"http://{local}:{port}/readyz",
