@@ -242,15 +242,15 @@ def up(data_dir: Path, port: int, flower_port: int, workers: int, host: str) -> 
         try:
             env = _service_env(platform, settings)
             _migrate(env["DATABASE_URL"])
-            token = _first_admin_token(env["DATABASE_URL"])
             if stop.is_set():  # Ctrl-C while the databases were starting
                 return
+            token = _first_admin_token(env["DATABASE_URL"])
             _start_children(platform, env, port, flower_port, workers, host)
             local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             _wait_ready(platform, [f"http://{local}:{port}/readyz",
                                    f"http://{local}:{flower_port}/healthcheck"], stop)
-            if not stop.is_set():
-                _print_banner(host, port, flower_port, data, platform, token)
+            # Printed even after a Ctrl-C: the token is shown only this once.
+            _print_banner(host, port, flower_port, data, platform, token)
             _run_until_stopped(platform, stop)
         except (EmbeddedError, SupervisorError) as error:
             raise StartupError(str(error)) from None
