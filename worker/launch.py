@@ -35,6 +35,10 @@ def pinned_version(session: Session, workflow: Workflow) -> uuid.UUID:
     """The workflow's current version id, snapshotting the definition if it has none yet."""
     if workflow.current_version_id is not None:
         return workflow.current_version_id
+    # Two launches racing to snapshot the same workflow: the second waits, then reuses it.
+    session.refresh(workflow, with_for_update=True)
+    if workflow.current_version_id is not None:
+        return workflow.current_version_id
     revision = session.execute(
         select(func.coalesce(func.max(WorkflowVersion.revision), 0))
         .where(WorkflowVersion.workflow_id == workflow.id)
