@@ -266,13 +266,16 @@ def test_worker_liveness_comes_from_the_heartbeat_file(overlay: Rendered) -> Non
 
 
 def test_grace_periods_cover_the_step_time_limit(overlay: Rendered) -> None:
+    from worker.dispatch import HARD_LIMIT_GRACE_SECONDS
+
     config = overlay.of_kind("ConfigMap")[0].get("data", {})
-    step_limit = Settings.from_env(config).default_step_timeout_seconds
+    # A step without its own timeout_seconds is killed by Celery at this hard limit.
+    hard_limit = Settings.from_env(config).default_step_timeout_seconds + HARD_LIMIT_GRACE_SECONDS
     for worker in overlay.workers():
         grace = pod_spec(worker)["terminationGracePeriodSeconds"]
-        assert grace > step_limit, (
+        assert grace > hard_limit, (
             f"{worker['metadata']['name']}: terminationGracePeriodSeconds {grace} must exceed "
-            f"the step time limit {step_limit}s so warm shutdown can finish running steps"
+            f"the step hard time limit {hard_limit}s so warm shutdown can finish running steps"
         )
 
 
