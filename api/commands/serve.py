@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from api.commands.secrets import check_secret_keys
 from api.commands.settings_loader import load_settings
 from models.settings import Settings, SettingsError
 
@@ -57,6 +58,7 @@ def api(host: str, port: int, processes: int, threads: int, timeout: int) -> Non
     """Run the REST API under gunicorn (a production WSGI server)."""
     settings = load_settings()
     _require_urls(settings)
+    check_secret_keys(settings)
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": processes,

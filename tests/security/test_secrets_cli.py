@@ -77,3 +77,23 @@ def test_rotate_without_a_usable_key_fails_clearly_and_changes_nothing(
     assert wrong.returncode != 0
     assert "cannot be decrypted" in wrong.stderr
     assert _ciphertexts(db_engine) == before
+
+
+@pytest.mark.parametrize("command", [["worker", "-Q", "noop", "-c", "1"],
+                                     ["api", "--host", "127.0.0.1", "--port", "0"]])
+def test_processes_refuse_to_start_without_keys_when_secrets_exist(
+    stored: tuple[str, str], database_url: str, redis_url: str, command: list[str],
+) -> None:
+    import socket
+
+    if command[0] == "api":
+        with socket.socket() as probe:  # a free loopback port, in case the check failed
+            probe.bind(("127.0.0.1", 0))
+            command[-1] = str(probe.getsockname()[1])
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
+           "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    result = subprocess.run([FLOWYARD, *command], env=env, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode != 0
+    assert "FLOWYARD_SECRET_KEYS is not set" in result.stderr
+    assert "secret(s) are stored" in result.stderr
