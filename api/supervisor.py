@@ -72,13 +72,16 @@ class Supervisor:
         return None
 
     def stop(self, timeout: float = 60.0, sig: int = signal.SIGTERM) -> None:
-        """Warm shutdown: signal each child's group, newest first, and wait for it to exit.
+        """Warm shutdown: signal every child's group at once, then wait for all to exit.
 
-        A child still running after `timeout` seconds has its whole group killed.
+        They stop in parallel (each finishes its own work: gunicorn its requests, Celery its
+        running steps); a group still alive `timeout` seconds after the signal is killed.
         """
         for child in reversed(self.children):
             _signal_group(child.pid, sig)
-            _wait_or_kill(child, timeout)
+        deadline = time.monotonic() + timeout
+        for child in reversed(self.children):
+            _wait_or_kill(child, max(0.0, deadline - time.monotonic()))
         for child in self.children:
             # Orphans of a child that exited first (e.g. a pool process) are in its group.
             _signal_group(child.pid, signal.SIGKILL)
