@@ -75,3 +75,17 @@ def seed_builtin_templates(session: Session, *, settings: Settings,
             continue  # another process seeded this template at the same moment
         inserted.append(template.key)
     return inserted
+
+
+def install_library(settings: Settings) -> list[str]:
+    """Seed the built-in templates into `settings.database_url` (a process start-up step)."""
+    from api.app import default_node_types
+    from models.db import make_engine, make_session_factory, transaction
+
+    engine = make_engine(settings, pool_size=1, max_overflow=0)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            return seed_builtin_templates(session, settings=settings,
+                                          node_types=default_node_types())
+    finally:
+        engine.dispose()

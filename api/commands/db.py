@@ -1,4 +1,4 @@
-"""`flowyard db upgrade`: apply the database migrations."""
+"""`flowyard db upgrade`: apply the database migrations and install the built-in templates."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def db() -> None:
 
 @db.command()
 def upgrade() -> None:
-    """Apply every pending migration to DATABASE_URL."""
+    """Apply every pending migration to DATABASE_URL and add missing built-in templates."""
+    from api.templates_seed import install_library
     from migrations import runner
 
     settings = load_settings()
@@ -24,4 +25,7 @@ def upgrade() -> None:
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
     runner.upgrade(url)
+    installed = install_library(settings)
+    if installed:
+        click.echo(f"installed built-in templates: {', '.join(installed)}")
     click.echo("database is up to date")

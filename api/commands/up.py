@@ -116,6 +116,10 @@ def _migrate(database_url: str) -> None:
             f"the database was migrated by another Flowyard version ({error}); "
             "run that version, or use another --data-dir / DATABASE_URL"
         ) from None
+    from api.templates_seed import install_library
+
+    # A fresh install carries the built-in template library (inserted once per database).
+    install_library(Settings(database_url=database_url))
 
 
 def _first_admin_token(database_url: str) -> str | None:
