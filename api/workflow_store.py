@@ -9,12 +9,13 @@ its version row and its mirror always land together or not at all.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from api.errors import ConflictError, UnprocessableError
@@ -104,14 +105,14 @@ def _coordinate(position: Any, axis: str) -> int:
     return max(-_INT32, min(_INT32, round(value)))
 
 
-def _node_rows(workflow_id: uuid.UUID, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _node_rows(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for node in nodes:
         data = node.get("data") if isinstance(node.get("data"), dict) else {}
         label = data.get("label") if isinstance(data.get("label"), str) else ""
         rows.append({
-            "id": uuid.uuid4(), "workflow_id": workflow_id, "node_id": node["id"],
-            "node_type": node["type"], "label": (label or node["id"])[:_LABEL_WIDTH],
+            "node_id": node["id"], "node_type": node["type"],
+            "label": (label or node["id"])[:_LABEL_WIDTH],
             "position_x": _coordinate(node.get("position"), "x"),
             "position_y": _coordinate(node.get("position"), "y"),
             "configuration": data.get("config"), "is_enabled": data.get("enabled", True),
@@ -119,15 +120,15 @@ def _node_rows(workflow_id: uuid.UUID, nodes: list[dict[str, Any]]) -> list[dict
     return rows
 
 
-def _edge_rows(workflow_id: uuid.UUID, edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _edge_rows(edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for edge in edges:
         data = edge.get("data") if isinstance(edge.get("data"), dict) else {}
         condition = data.get("condition")
         rows.append({
-            "id": uuid.uuid4(), "workflow_id": workflow_id, "edge_id": edge["id"],
-            "source_node_id": edge["source"], "target_node_id": edge["target"],
-            "source_handle": edge.get("sourceHandle"), "target_handle": edge.get("targetHandle"),
+            "edge_id": edge["id"], "source_node_id": edge["source"],
+            "target_node_id": edge["target"], "source_handle": edge.get("sourceHandle"),
+            "target_handle": edge.get("targetHandle"),
             "edge_type": edge.get("type") or "smoothstep",
             "conditions": {"condition": condition} if condition is not None else None,
             "is_enabled": data.get("enabled", True),
@@ -135,17 +136,40 @@ def _edge_rows(workflow_id: uuid.UUID, edges: list[dict[str, Any]]) -> list[dict
     return rows
 
 
+# One statement per table whatever the size: the rows travel as one JSON array and
+# PostgreSQL unpacks them (thousands of single-row INSERTs took most of a large save).
+_INSERT_NODES = text("""
+INSERT INTO workflow_nodes (workflow_id, node_id, node_type, label, position_x, position_y,
+                            configuration, is_enabled)
+SELECT CAST(:workflow_id AS uuid), r.node_id, r.node_type, r.label, r.position_x, r.position_y,
+       r.configuration, r.is_enabled
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+    node_id text, node_type text, label text, position_x integer, position_y integer,
+    configuration jsonb, is_enabled boolean)
+""")
+_INSERT_EDGES = text("""
+INSERT INTO workflow_edges (workflow_id, edge_id, source_node_id, target_node_id, source_handle,
+                            target_handle, edge_type, conditions, is_enabled)
+SELECT CAST(:workflow_id AS uuid), r.edge_id, r.source_node_id, r.target_node_id,
+       r.source_handle, r.target_handle, r.edge_type, r.conditions, r.is_enabled
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+    edge_id text, source_node_id text, target_node_id text, source_handle text,
+    target_handle text, edge_type text, conditions jsonb, is_enabled boolean)
+""")
+
+
 def mirror_graph(session: Session, workflow_id: uuid.UUID, workflow_data: dict[str, Any]) -> None:
     """Replace the workflow_nodes/workflow_edges rows with those of a validated document."""
     session.execute(delete(WorkflowEdge).where(WorkflowEdge.workflow_id == workflow_id))
     session.execute(delete(WorkflowNode).where(WorkflowNode.workflow_id == workflow_id))
-    nodes = _node_rows(workflow_id, workflow_data.get("nodes") or [])
-    edges = _edge_rows(workflow_id, workflow_data.get("edges") or [])
-    # Core executemany: one batched INSERT per table, no ORM identity bookkeeping.
+    nodes = _node_rows(workflow_data.get("nodes") or [])
+    edges = _edge_rows(workflow_data.get("edges") or [])
     if nodes:
-        session.execute(insert(WorkflowNode.__table__), nodes)
+        session.execute(_INSERT_NODES, {"workflow_id": str(workflow_id),
+                                        "rows": json.dumps(nodes)})
     if edges:
-        session.execute(insert(WorkflowEdge.__table__), edges)
+        session.execute(_INSERT_EDGES, {"workflow_id": str(workflow_id),
+                                        "rows": json.dumps(edges)})
 
 
 def _add_version(session: Session, workflow: Workflow, revision: int, actor: str) -> None:
