@@ -56,31 +56,26 @@ def prepare_data_dir(root: Path) -> DataDir:
     """Create the data directory, or check that an existing one is one this version can use.
 
     Raises:
-        EmbeddedError: the directory was written by an incompatible Flowyard or PostgreSQL.
+        EmbeddedError: the directory was written by an incompatible Flowyard.
     """
     data = DataDir(root.expanduser().resolve())
     data.root.mkdir(parents=True, exist_ok=True)
     data.logs.mkdir(exist_ok=True)
-    pg_major = postgres_major_version()
     if data.marker.exists():
-        _check_marker(data, pg_major)
+        _check_marker(data)
     else:
         if (data.postgres / "PG_VERSION").exists():
             raise EmbeddedError(
                 f"{data.root} holds a database but no {_MARKER}; it was not made by "
                 "`flowyard up`: use another --data-dir or remove this one"
             )
-        data.marker.write_text(
-            json.dumps({"format": DATA_DIR_FORMAT, "postgres_major": pg_major}) + "\n"
-        )
+        data.marker.write_text(json.dumps({"format": DATA_DIR_FORMAT}) + "\n")
     return data
 
 
-def _check_marker(data: DataDir, pg_major: str) -> None:
+def _check_marker(data: DataDir) -> None:
     try:
-        marker = json.loads(data.marker.read_text())
-        fmt = int(marker["format"])
-        stored_major = str(marker["postgres_major"])
+        fmt = int(json.loads(data.marker.read_text())["format"])
     except (ValueError, KeyError, TypeError):
         raise EmbeddedError(
             f"{data.marker} is unreadable: use another --data-dir or remove {data.root}"
@@ -90,10 +85,18 @@ def _check_marker(data: DataDir, pg_major: str) -> None:
             f"{data.root} was created by a Flowyard with data format {fmt} (this one uses "
             f"{DATA_DIR_FORMAT}): use that version, another --data-dir, or remove {data.root}"
         )
-    if stored_major != pg_major:
+
+
+def _check_postgres_version(pgdata: Path) -> None:
+    """Refuse data files of another PostgreSQL major version (the server could not read them)."""
+    version_file = pgdata / "PG_VERSION"
+    if not version_file.exists():
+        return
+    stored, binary = version_file.read_text().strip(), postgres_major_version()
+    if stored != binary:
         raise EmbeddedError(
-            f"{data.root} holds PostgreSQL {stored_major} data but the embedded server is "
-            f"PostgreSQL {pg_major}: dump it with that version, or use another --data-dir"
+            f"{pgdata} holds PostgreSQL {stored} data but the embedded server is PostgreSQL "
+            f"{binary}: run the Flowyard that made it, or use another --data-dir"
         )
 
 
@@ -133,7 +136,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or reuse) the server and make sure the flowyard database exists; its URL."""
-        _pgserver_bin_path()
+        _check_postgres_version(self._pgdata)
         import pgserver
 
         try:

@@ -44,11 +44,13 @@ def test_data_dir_from_another_format_is_refused_with_what_to_do(tmp_path: Path)
     assert "\n" not in str(caught.value)
 
 
-def test_data_dir_from_another_postgres_major_is_refused(tmp_path: Path) -> None:
+def test_postgres_data_of_another_major_version_is_refused(tmp_path: Path) -> None:
     data = prepare_data_dir(tmp_path / "fy")
-    data.marker.write_text(json.dumps({"format": DATA_DIR_FORMAT, "postgres_major": "9"}))
-    with pytest.raises(EmbeddedError, match="PostgreSQL 9 data"):
-        prepare_data_dir(tmp_path / "fy")
+    data.postgres.mkdir()
+    (data.postgres / "PG_VERSION").write_text("9\n")
+    with pytest.raises(EmbeddedError, match="PostgreSQL 9 data") as caught:
+        EmbeddedPostgres(data).start()
+    assert "\n" not in str(caught.value)
 
 
 def test_embedded_postgres_keeps_data_across_restarts_and_stops(tmp_path: Path) -> None:

@@ -178,7 +178,7 @@ def test_up_refuses_a_port_in_use_with_one_line(tmp_path: Path) -> None:
 def test_up_refuses_a_data_dir_of_another_version_with_one_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    (data / "flowyard.json").write_text('{"format": 99, "postgres_major": "16"}')
+    (data / "flowyard.json").write_text('{"format": 99}')
     result = subprocess.run(
         flowyard("up", "--data-dir", str(data), "--port", str(free_port()),
                  "--flower-port", str(free_port())),
