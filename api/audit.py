@@ -68,7 +68,9 @@ def _action() -> str:
 
 def _record(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-    if request.method not in MUTATING_METHODS or not request.path.startswith("/api/"):
+    # Failed authentications are recorded on every method: they are login failures.
+    audited = request.method in MUTATING_METHODS or response.status_code == 401
+    if not audited or not request.path.startswith("/api/"):
         return response
     # Close the request's session first: its uncommitted work must not carry the audit row
     # with it when it rolls back.

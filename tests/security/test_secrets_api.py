@@ -150,3 +150,15 @@ def test_audit_rows_cannot_be_changed_through_the_api(
     for method in ("PUT", "PATCH", "DELETE", "POST"):
         response = client.open("/api/audit-log", method=method, headers=admin, json={})
         assert response.status_code == 405, method
+
+
+def test_login_failures_are_audited_on_reads_too(
+    client: FlaskClient, session_factory: sessionmaker[Session],
+) -> None:
+    response = client.get("/api/secrets", headers={"Authorization": "Bearer wrong"},
+                          environ_base={"REMOTE_ADDR": "127.0.0.9"})
+    assert response.status_code == 401
+    rows = _audit(session_factory, "GET /api/secrets")
+    assert [(r.actor, r.outcome, r.status_code, r.client_address) for r in rows] == [
+        (None, "denied", 401, "127.0.0.9")]
+    assert rows[0].request_id == response.headers["X-Request-ID"]
