@@ -84,6 +84,9 @@ def create_trigger(
     next_fire_at: datetime | None = None,
 ) -> WorkflowTrigger:
     trigger = WorkflowTrigger(
+        # clock_timestamp(), not now(): triggers created in one transaction (an import) keep
+        # their order, which exports reproduce.
+        created_at=func.clock_timestamp(),
         workflow_id=workflow_id,
         trigger_type=trigger_type,
         trigger_source=trigger_source,

@@ -1,0 +1,15 @@
+"""Template tests reuse the API fixtures (app on a rolled-back connection, tokens per role)."""
+
+from __future__ import annotations
+
+from tests.api.conftest import (  # noqa: F401
+    admin,
+    api_connection,
+    app,
+    client,
+    editor,
+    operator,
+    session_factory,
+    token_for,
+    viewer,
+)
