@@ -95,7 +95,11 @@ def flower(address: str, port: int, unauthenticated_api: bool,
     if unauthenticated_api:
         # Flower reads this switch from its own environment variable only.
         os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"
-    from worker.celery_app import make_celery
+    from celery import Celery
 
-    celery = make_celery(settings)
+    from worker.celery_app import celery_config
+
+    # Flower only watches the broker: no task runtime, so it needs no database credentials.
+    celery = Celery("flowyard", set_as_current=False)
+    celery.conf.update(celery_config(settings))
     celery.start(["flower", f"--address={address}", f"--port={port}", *flower_args])
