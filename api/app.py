@@ -35,6 +35,7 @@ def api_blueprints() -> list[ApiBlueprint]:
         audit_log,
         events,
         hooks,
+        instances,
         secrets,
         templates,
         tokens,
@@ -51,6 +52,7 @@ def api_blueprints() -> list[ApiBlueprint]:
         templates.blp,
         secrets.blp,
         audit_log.blp,
+        instances.blp,
     ]
 
 

@@ -1,0 +1,236 @@
+"""Execution endpoints: execute, instance list/read/details, live events, control (CONTRACT §4, §7).
+
+Reads need viewer; execute and control need operator. The API reaches the worker side for
+launch, admission and control only; every state change is decided in PostgreSQL and sent
+to the queues after commit. Must not run steps itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, current_app, stream_with_context
+from flask.views import MethodView
+from sqlalchemy import select
+
+from api.audit import set_audit_resource
+from api.auth import require_role
+from api.blueprint import Blueprint
+from api.context import app_state, request_session
+from api.errors import ConflictError, NotFoundError
+from api.pagination import page_schema, paginate
+from api.schemas.instances import (
+    ExecuteSchema,
+    InstanceDetailsSchema,
+    InstanceListArgsSchema,
+    InstanceSchema,
+)
+from models.approval import WorkflowApproval, WorkflowNotification
+from models.instance import WorkflowExecution, WorkflowInstance
+from models.instances import steps_of
+from models.workflow import Workflow
+from worker import control
+from worker.admission import admit_and_dispatch
+from worker.launch import InactiveWorkflowError, create_instance
+from worker.runtime import WorkerRuntime
+
+blp = Blueprint("instances", __name__, url_prefix="/api",
+                description="Workflow execution: start, monitor and control instances")
+
+_RUNTIME_KEY = "flowyard.worker_runtime"
+# Server-sent events: how often the stream polls the database, and how long it may stay open.
+EVENT_POLL_SECONDS = 0.5
+EVENT_STREAM_MAX_SECONDS = 3600.0
+_FINAL = ("completed", "failed", "cancelled")
+
+
+def worker_runtime() -> WorkerRuntime:
+    """The worker-side collaborators on the API's own database pool and Celery app."""
+    runtime: WorkerRuntime | None = current_app.extensions.get(_RUNTIME_KEY)
+    if runtime is None:
+        state = app_state()
+        factory = state.session_factory
+        runtime = WorkerRuntime(settings=state.settings, node_types=dict(state.node_types),
+                                engine=factory.kw["bind"], session_factory=factory,
+                                celery=state.celery_app)
+        current_app.extensions[_RUNTIME_KEY] = runtime
+    return runtime
+
+
+def get_instance(session: Any, instance_id: uuid.UUID) -> WorkflowInstance:
+    """Raises: NotFoundError."""
+    instance: WorkflowInstance | None = session.get(WorkflowInstance, instance_id)
+    if instance is None:
+        raise NotFoundError(f"no workflow instance {instance_id}")
+    return instance
+
+
+@blp.route("/workflows/<uuid:workflow_id>/execute")
+class Execute(MethodView):
+    @require_role("operator")
+    @blp.arguments(ExecuteSchema)
+    @blp.response(202, InstanceSchema)
+    @blp.alt_response(200, schema=InstanceSchema, description="The instance first started "
+                      "with this idempotency key (nothing new started)")
+    def post(self, body: dict[str, Any], workflow_id: uuid.UUID) -> Any:
+        """Start an instance (202); a repeated idempotency key answers its first one (200)."""
+        session = request_session()
+        workflow = session.get(Workflow, workflow_id)
+        if workflow is None:
+            raise NotFoundError(f"no workflow {workflow_id}")
+        try:
+            instance, created = create_instance(
+                session, workflow, body["input"], body["priority"],
+                body.get("idempotency_key"), "manual", "api")
+        except InactiveWorkflowError as error:
+            raise ConflictError(str(error)) from None
+        session.commit()
+        set_audit_resource("workflow-instances", instance.id,
+                           {"workflow_id": str(workflow_id), "created": created})
+        if created:
+            admit_and_dispatch(worker_runtime())
+            session.refresh(instance)
+        return instance, 202 if created else 200
+
+
+@blp.route("/workflow-instances")
+class Instances(MethodView):
+    @require_role("viewer")
+    @blp.arguments(InstanceListArgsSchema, location="query")
+    @blp.response(200, page_schema(InstanceSchema))
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List instances, newest first; filter by workflow_id and status."""
+        statement = select(WorkflowInstance)
+        if "workflow_id" in args:
+            statement = statement.where(WorkflowInstance.workflow_id == args["workflow_id"])
+        if "status" in args:
+            statement = statement.where(WorkflowInstance.status == args["status"])
+        return paginate(request_session(), statement, limit=args["limit"],
+                        offset=args["offset"],
+                        newest_first=(WorkflowInstance.created_at.desc(),
+                                      WorkflowInstance.id.desc()))
+
+
+@blp.route("/workflow-instances/<uuid:instance_id>")
+class InstanceById(MethodView):
+    @require_role("viewer")
+    @blp.response(200, InstanceSchema)
+    def get(self, instance_id: uuid.UUID) -> WorkflowInstance:
+        """One instance: status, progress, current step, output, metrics."""
+        return get_instance(request_session(), instance_id)
+
+
+def instance_details(session: Any, instance: WorkflowInstance) -> dict[str, Any]:
+    steps = steps_of(session, instance.id)
+    step_ids = [step.id for step in steps]
+    approvals = list(session.execute(
+        select(WorkflowApproval).where(WorkflowApproval.execution_id.in_(step_ids))
+        .order_by(WorkflowApproval.created_at)
+    ).scalars()) if step_ids else []
+    notifications = list(session.execute(
+        select(WorkflowNotification).where(WorkflowNotification.instance_id == instance.id)
+        .order_by(WorkflowNotification.created_at)
+    ).scalars())
+    data = {name: getattr(instance, name) for name in InstanceSchema().fields}
+    return {**data, "steps": steps, "approvals": approvals, "notifications": notifications}
+
+
+@blp.route("/workflow-instances/<uuid:instance_id>/details")
+class InstanceDetails(MethodView):
+    @require_role("viewer")
+    @blp.response(200, InstanceDetailsSchema)
+    def get(self, instance_id: uuid.UUID) -> dict[str, Any]:
+        """The instance with its steps, approvals and notifications."""
+        session = request_session()
+        return instance_details(session, get_instance(session, instance_id))
+
+
+def _snapshot(session: Any, instance_id: uuid.UUID) -> dict[str, Any] | None:
+    instance = session.get(WorkflowInstance, instance_id, populate_existing=True)
+    if instance is None:
+        return None
+    rows = session.execute(
+        select(WorkflowExecution.node_id, WorkflowExecution.status)
+        .where(WorkflowExecution.instance_id == instance_id)
+    ).all()
+    return {"id": str(instance.id), "status": instance.status, "progress": instance.progress,
+            "current_step": instance.current_step, "error_details": instance.error_details,
+            "steps": {node_id: status for node_id, status in rows}}
+
+
+def event_stream(factory: Any, instance_id: uuid.UUID) -> Iterator[str]:
+    """`status` events whenever the instance or a step changes; ends when it is final."""
+    last: dict[str, Any] | None = None
+    deadline = time.monotonic() + EVENT_STREAM_MAX_SECONDS
+    while time.monotonic() < deadline:
+        with factory() as session:
+            current = _snapshot(session, instance_id)
+        if current is None:
+            return
+        if current != last:
+            yield f"event: status\ndata: {json.dumps(current)}\n\n"
+            last = current
+        if current["status"] in _FINAL:
+            yield f"event: end\ndata: {json.dumps({'status': current['status']})}\n\n"
+            return
+        time.sleep(EVENT_POLL_SECONDS)  # poll interval of a live stream, not a test wait
+
+
+@blp.route("/workflow-instances/<uuid:instance_id>/events")
+class InstanceEvents(MethodView):
+    @require_role("viewer")
+    @blp.doc(responses={200: {"description": "text/event-stream of `status` events"}})
+    def get(self, instance_id: uuid.UUID) -> Response:
+        """Server-sent events: one `status` event per change, `end` when the instance ends."""
+        get_instance(request_session(), instance_id)
+        factory = app_state().session_factory
+        return Response(stream_with_context(event_stream(factory, instance_id)),
+                        mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _control(action: str, instance_id: uuid.UUID) -> WorkflowInstance:
+    session = request_session()
+    try:
+        result = getattr(control, action)(session, instance_id)
+    except control.InstanceNotFoundError as error:
+        raise NotFoundError(str(error)) from None
+    except control.TransitionError as error:
+        raise ConflictError(str(error), details={"status": error.status}) from None
+    session.commit()
+    set_audit_resource("workflow-instances", instance_id, {"action": action})
+    control.after_control(worker_runtime(), result)
+    session.refresh(result.instance)
+    return result.instance
+
+
+def _control_view(action: str, doc: str) -> type[MethodView]:
+    class ControlView(MethodView):
+        @require_role("operator")
+        @blp.response(200, InstanceSchema)
+        def post(self, instance_id: uuid.UUID) -> WorkflowInstance:
+            return _control(action, instance_id)
+
+    ControlView.post.__doc__ = doc
+    ControlView.__name__ = f"Control{action.capitalize()}"
+    return ControlView
+
+
+_DOCS = {
+    "pause": "running -> paused: running steps finish, nothing new starts (409 otherwise).",
+    "resume": "paused -> running (subject to admission); held steps start (409 otherwise).",
+    "cancel": "Any non-final status -> cancelled; running steps are revoked (409 if final).",
+    "retry": "failed -> running: failed steps run again, completed keep outputs (409 "
+             "otherwise).",
+}
+
+for _action in ("pause", "resume", "cancel"):
+    blp.route(f"/workflow-executions/<uuid:instance_id>/{_action}",
+              endpoint=f"executions_{_action}")(_control_view(_action, _DOCS[_action]))
+for _action in ("pause", "resume", "cancel", "retry"):
+    blp.route(f"/workflow-instances/<uuid:instance_id>/{_action}",
+              endpoint=f"instances_{_action}")(_control_view(_action, _DOCS[_action]))
