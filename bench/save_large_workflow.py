@@ -4,17 +4,24 @@ Runs the Flask app in-process (test client, real PostgreSQL from bench.environme
 the median of several saves, the time validation alone takes, and the ratio to a baseline
 measured in the same run: saving a 3-node workflow. Target: the large save well under 1 s.
 
-    .venv/bin/python -m bench.save_large_workflow [RUNS]
+    .venv/bin/python bench/save_large_workflow.py [RUNS]
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from bench.environment import bench_environment
+POSTGRES_ADMIN_URL = os.environ.get(
+    "FLOWYARD_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Only read (rate-limit counters) by a save with a valid token.
+REDIS_URL = os.environ.get("FLOWYARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 NODES = 1000
 EDGES = 5000
@@ -43,6 +50,25 @@ def small_document(name: str) -> dict[str, Any]:
     edges = [{"id": "a", "source": "n0", "target": "n1"},
              {"id": "b", "source": "n1", "target": "n2"}]
     return {"name": name, "workflow_data": {"nodes": nodes, "edges": edges}}
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A fresh database at `alembic upgrade head`, dropped afterwards."""
+    import psycopg
+
+    from migrations import runner
+
+    name = f"flowyard_bench_save_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"{POSTGRES_ADMIN_URL.rpartition('/')[0]}/{name}"
+        runner.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _time_posts(client: Any, headers: dict[str, str], make: Any, runs: int) -> list[float]:
@@ -81,8 +107,8 @@ def main(runs: int = 7) -> None:
     from models.db import make_engine, make_session_factory, transaction
     from models.settings import Settings
 
-    with bench_environment() as env:
-        settings = Settings(database_url=env.database_url, redis_url=env.redis_url)
+    with scratch_database() as database_url:
+        settings = Settings(database_url=database_url, redis_url=REDIS_URL)
         engine = make_engine(settings)
         factory = make_session_factory(engine)
         with transaction(factory) as session:
