@@ -47,6 +47,8 @@ def test_flower_requires_basic_auth_but_probes_need_none(tmp_path: Path, redis_u
                   "Flower's /healthcheck")
         assert process.poll() is None, log.read_text()[-3000:]
         assert requests.get(f"{base}/", timeout=10).status_code == 401
+        # Prometheus scrapes Celery metrics without the dashboard's password.
+        assert requests.get(f"{base}/metrics", timeout=10).status_code == 200
         assert requests.get(f"{base}/workers", auth=("admin", "wrong"), timeout=10
                             ).status_code == 401
         assert requests.get(f"{base}/workers", auth=("admin", "s3cret"), timeout=10
