@@ -1,0 +1,1 @@
+"""Benchmarks: Flowyard against a minimal Celery-plus-PostgreSQL baseline, run in one process."""

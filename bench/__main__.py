@@ -1,0 +1,84 @@
+"""Run the benchmarks: `python -m bench [--smoke] [--only NAME ...]`.
+
+Starts its own PostgreSQL database, Redis index, Flowyard processes (API, 2 workers of
+concurrency 2, scheduler) and baseline workers (2 x concurrency 2), then prints each scenario's
+median and, where a baseline exists, the ratio Flowyard / baseline measured in this same run.
+`--smoke` runs every scenario with few iterations (CI uses it so the bench never rots; it
+asserts nothing about speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+
+from bench import api_scenarios, baseline_runs, scenarios
+from bench.cluster import flowyard_cluster
+from bench.environment import bench_environment, processes, python_command
+from bench.resources import worker_rss_mib
+from bench.scenarios import Row
+
+SCENARIOS = ("latency", "throughput", "rest", "api", "list", "fan", "save")
+
+
+def _report(rows: list[Row]) -> None:
+    print(f"\n{'scenario':48} {'flowyard':>10} {'unit':8} {'baseline':>10} {'ratio':>7}  target")
+    for row in rows:
+        baseline = f"{row.baseline:.2f}" if row.baseline is not None else "-"
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
+        print(f"{row.scenario:48} {row.value:>10.2f} {row.unit:8} {baseline:>10} {ratio:>7}"
+              f"  {row.target}")
+
+
+def _header() -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    print(f"flowyard bench  {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}Z  commit {commit}  "
+          f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--smoke", action="store_true", help="few iterations, for CI")
+    parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
+    args = parser.parse_args(argv)
+    runs = 2 if args.smoke else 7
+    _header()
+    rows: list[Row] = []
+    with bench_environment() as env:
+        baseline_runs.prepare(env)
+        baseline_workers = [python_command("-m", "bench.baseline", env.redis_url,
+                                           env.database_url, "2") for _ in range(2)]
+        with processes(baseline_workers, env.child_env()), flowyard_cluster(env) as client:
+            baseline_runs.run_chains(env, 2, 3, timeout=60)  # baseline warm-up
+            steps: dict[str, Callable[[], list[Row]]] = {
+                "latency": lambda: scenarios.hop_latency(client, env, runs),
+                "throughput": lambda: scenarios.throughput(client, env, max(1, runs // 2),
+                                                           10 if args.smoke else 50),
+                "rest": lambda: scenarios.rest_end_to_end(client, runs * 3),
+                "api": lambda: api_scenarios.api_under_load(client, 3 if args.smoke else 15),
+                "list": lambda: api_scenarios.large_instance_list(
+                    client, env, 5_000 if args.smoke else 100_000),
+                "fan": lambda: scenarios.fan_out_in(client, (20, 100) if args.smoke
+                                                    else (200, 1000)),
+            }
+            for name in args.only:
+                if name in steps:
+                    print(f"running {name} ...", flush=True)
+                    rows.extend(steps[name]())
+            rows.append(Row("5. worker RSS (all worker processes)", worker_rss_mib(), "MiB"))
+    _report(rows)
+    if "save" in args.only:
+        from bench import save_large_workflow
+
+        print()
+        save_large_workflow.main(2 if args.smoke else 7)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,141 @@
+"""A running Flowyard (API + workers + scheduler as real processes) for benchmarks to drive."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from bench.environment import BenchEnvironment, processes
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+def flowyard_command(*args: str) -> list[str]:
+    script = shutil.which("flowyard", path=os.path.dirname(sys.executable))
+    return [script, *args] if script else [sys.executable, "-m", "api.cli", *args]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class FlowyardClient:
+    base_url: str
+    token: str
+
+    def __post_init__(self) -> None:
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+
+    def post(self, path: str, body: Any) -> Any:
+        response = self.http.post(f"{self.base_url}{path}", json=body, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def get(self, path: str) -> Any:
+        response = self.http.get(f"{self.base_url}{path}", timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def create_workflow(self, name: str, workflow_data: dict[str, Any]) -> str:
+        body = {"name": name, "workflow_data": workflow_data}
+        return str(self.post("/api/workflows", body)["id"])
+
+    def execute(self, workflow_id: str, payload: dict[str, Any] | None = None) -> str:
+        return str(self.post(f"/api/workflows/{workflow_id}/execute",
+                             {"input": payload or {}})["id"])
+
+    def wait_finished(self, instance_id: str, timeout: float = 300.0,
+                      poll: float = 0.005) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            instance = self.get(f"/api/workflow-instances/{instance_id}")
+            if instance["status"] in TERMINAL:
+                return dict(instance)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"instance {instance_id} still {instance['status']}")
+            time.sleep(poll)
+
+    def details(self, instance_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/api/workflow-instances/{instance_id}/details"))
+
+
+def _admin_token(env: dict[str, str]) -> str:
+    out = subprocess.run(flowyard_command("token", "create", "--role", "admin", "--name", "bench"),
+                         env=env, check=True, capture_output=True, text=True).stdout
+    return out.strip().splitlines()[-1]
+
+
+def _wait_ready(base_url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{base_url}/readyz never answered 200")
+
+
+@contextmanager
+def flowyard_cluster(env: BenchEnvironment, *, workers: int = 2, concurrency: int = 2,
+                     api_workers: int = 2, max_concurrent: int = 1000,
+                     extra_env: dict[str, str] | None = None) -> Iterator[FlowyardClient]:
+    """API, `workers` worker processes (each `concurrency` slots) and a scheduler."""
+    child_env = env.child_env(MAX_CONCURRENT_WORKFLOWS=str(max_concurrent),
+                              FLOWYARD_RATE_LIMIT_PER_MINUTE="1000000", **(extra_env or {}))
+    port = free_port()
+    commands: Sequence[Sequence[str]] = [
+        flowyard_command("api", "--host", "127.0.0.1", "--port", str(port),
+                         "--workers", str(api_workers)),
+        flowyard_command("scheduler"),
+        *[flowyard_command("worker", "-c", str(concurrency), "--loglevel", "WARNING",
+                           "-n", f"bench{index}@%h") for index in range(workers)],
+    ]
+    token = _admin_token(child_env)
+    base_url = f"http://127.0.0.1:{port}"
+    with processes(commands, child_env):
+        _wait_ready(base_url)
+        client = FlowyardClient(base_url, token)
+        warm_up(client)
+        yield client
+
+
+def chain_document(length: int, node_type: str = "noop") -> dict[str, Any]:
+    nodes = [{"id": f"n{i}", "type": node_type, "position": {"x": i * 100, "y": 0},
+              "data": {"label": f"step {i}"}} for i in range(length)]
+    edges = [{"id": f"e{i}", "source": f"n{i}", "target": f"n{i + 1}"}
+             for i in range(length - 1)]
+    return {"nodes": nodes, "edges": edges}
+
+
+def fan_document(width: int) -> dict[str, Any]:
+    """start -> `width` parallel noops -> join."""
+    def node(node_id: str) -> dict[str, Any]:
+        return {"id": node_id, "type": "noop", "position": {"x": 0, "y": 0},
+                "data": {"label": node_id}}
+    nodes = [node("start"), *[node(f"b{i}") for i in range(width)], node("join")]
+    edges = [{"id": f"out{i}", "source": "start", "target": f"b{i}"} for i in range(width)]
+    edges += [{"id": f"in{i}", "source": f"b{i}", "target": "join"} for i in range(width)]
+    return {"nodes": nodes, "edges": edges}
+
+
+def warm_up(client: FlowyardClient) -> None:
+    """One small run so every worker has connected before anything is measured."""
+    workflow_id = client.create_workflow("bench warm-up", chain_document(3))
+    for _ in range(3):
+        client.wait_finished(client.execute(workflow_id), timeout=120)

@@ -1,0 +1,106 @@
+"""The benchmark scenarios of the benchmarks issue; each returns rows for the report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from bench import baseline_runs
+from bench.cluster import FlowyardClient, chain_document, fan_document
+from bench.environment import BenchEnvironment
+from bench.stats import HopSample, median, percentile
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    target: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline in (None, 0):
+            return None
+        return self.value / self.baseline  # type: ignore[operator]
+
+
+def _completed_stamps(client: FlowyardClient, instance_id: str) -> list[datetime]:
+    steps = client.details(instance_id)["steps"]
+    return sorted(datetime.fromisoformat(step["completed_at"]) for step in steps
+                  if step.get("completed_at"))
+
+
+def flowyard_chains(client: FlowyardClient, workflow_id: str, count: int) -> HopSample:
+    """Start `count` instances at once and wait for all; hop gaps from step completions."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=min(count, 16)) as pool:
+        ids = list(pool.map(lambda _: client.execute(workflow_id), range(count)))
+        finished = list(pool.map(lambda i: client.wait_finished(i, poll=0.02), ids))
+    elapsed = time.monotonic() - started
+    failed = [f["id"] for f in finished if f["status"] != "completed"]
+    if failed:
+        raise RuntimeError(f"instances did not complete: {failed[:3]}")
+    return HopSample.from_chains([_completed_stamps(client, i) for i in ids], elapsed)
+
+
+def hop_latency(client: FlowyardClient, env: BenchEnvironment, runs: int) -> list[Row]:
+    workflow_id = client.create_workflow("bench chain 10", chain_document(10))
+    ours = [flowyard_chains(client, workflow_id, 1) for _ in range(runs)]
+    base = [baseline_runs.run_chains(env, 1, 10) for _ in range(runs)]
+    return [
+        Row("1. hop latency p50", median([s.p50 for s in ours]) * 1000, "ms",
+            median([s.p50 for s in base]) * 1000, "<= 2.0x baseline"),
+        Row("1. hop latency p90", median([s.p90 for s in ours]) * 1000, "ms",
+            median([s.p90 for s in base]) * 1000),
+    ]
+
+
+def throughput(client: FlowyardClient, env: BenchEnvironment, runs: int,
+               concurrent: int = 50) -> list[Row]:
+    workflow_id = client.create_workflow("bench throughput", chain_document(10))
+    ours = [flowyard_chains(client, workflow_id, concurrent).steps_per_second
+            for _ in range(runs)]
+    base = [baseline_runs.run_chains(env, concurrent, 10).steps_per_second for _ in range(runs)]
+    return [Row(f"2. throughput, {concurrent} x 10-node", median(ours), "steps/s", median(base),
+                ">= 0.5x baseline")]
+
+
+def rest_end_to_end(client: FlowyardClient, runs: int) -> list[Row]:
+    workflow_id = client.create_workflow("bench rest e2e", chain_document(10))
+    samples = []
+    for _ in range(max(runs, 5)):
+        started = time.monotonic()
+        instance = client.wait_finished(client.execute(workflow_id), poll=0.002)
+        samples.append((time.monotonic() - started) * 1000)
+        if instance["status"] != "completed":
+            raise RuntimeError(f"instance {instance['id']} ended {instance['status']}")
+    return [Row("3. REST execute->completed p50, 10 nodes", median(samples), "ms",
+                target="<= 100 ms"),
+            Row("3. REST execute->completed p99, 10 nodes", percentile(samples, 0.99), "ms")]
+
+
+def fan_out_in(client: FlowyardClient, widths: tuple[int, ...]) -> list[Row]:
+    rows = []
+    for width in widths:
+        workflow_id = client.create_workflow(f"bench fan {width}", fan_document(width))
+        started = time.monotonic()
+        instance = client.wait_finished(client.execute(workflow_id), timeout=900, poll=0.05)
+        elapsed = time.monotonic() - started
+        if instance["status"] != "completed":
+            raise RuntimeError(f"fan-out {width} ended {instance['status']}")
+        rows.append(Row(f"5. fan-out/fan-in {width}", elapsed, "s", target="completes, linear"))
+    return rows
+
+
+def timed(callable_: Callable[[], object], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        callable_()
+        samples.append(time.perf_counter() - started)
+    return samples
