@@ -43,6 +43,11 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("GET", "/api/audit-log", "admin", None),
     # events (api/resources/events.py)
     ("POST", "/api/events", "operator", {"source": "matrix", "type": "t", "payload": {}}),
+    # templates and portable documents (api/resources/templates.py)
+    ("GET", "/api/templates", "viewer", None),
+    ("POST", f"/api/templates/{MISSING}/instantiate", "editor", {"name": "matrix"}),
+    ("GET", f"/api/workflows/{MISSING}/export", "viewer", None),
+    ("POST", "/api/workflows/import", "editor", {"format": "flowyard.workflow/v1"}),
 ]
 
 
