@@ -5,9 +5,12 @@ Must not print the token anywhere but the last line of its own output.
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from api.commands.settings_loader import load_settings
+from api.schemas.tokens import ROLE_PATTERN
 from models.settings import SettingsError
 
 
@@ -31,8 +34,10 @@ def create(roles: tuple[str, ...], name: str) -> None:
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
     for role in roles:
-        if not role.strip() or len(role) > 100:
-            raise click.BadParameter(f"invalid role {role!r}", param_hint="--role")
+        if not re.fullmatch(ROLE_PATTERN, role):
+            raise click.BadParameter(
+                f"invalid role {role!r} (1-100 letters, digits, '_', '.', ':' or '-')",
+                param_hint="--role")
     if not 1 <= len(name) <= 100:
         raise click.BadParameter("the name must be 1-100 characters", param_hint="--name")
     engine = make_engine(settings, pool_size=1, max_overflow=0)

@@ -6,7 +6,8 @@ from marshmallow import Schema, fields, validate
 
 from api.schemas.common import InputSchema, UtcDateTime
 
-ROLE_NAME = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,100}$",
+ROLE_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
+ROLE_NAME = validate.Regexp(ROLE_PATTERN,
                             error="role names are 1-100 letters, digits, '_', '.', ':' or '-'")
 
 

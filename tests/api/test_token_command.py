@@ -58,3 +58,9 @@ def test_token_create_needs_a_role(database_url: str) -> None:
     result = _run(["token", "create"], _env(DATABASE_URL=database_url))
     assert result.returncode != 0
     assert "--role" in result.stderr
+
+
+def test_token_create_rejects_a_malformed_role(database_url: str) -> None:
+    result = _run(["token", "create", "--role", "has space"], _env(DATABASE_URL=database_url))
+    assert result.returncode != 0
+    assert "invalid role" in result.stderr
