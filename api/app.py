@@ -32,10 +32,12 @@ class FlowyardApi(Api):  # type: ignore[misc]
 def api_blueprints() -> list[ApiBlueprint]:
     """Every /api blueprint (flask-smorest, in OpenAPI). Add yours here with one line."""
     from api.resources import (
+        approvals,
         audit_log,
         events,
         hooks,
         instances,
+        notifications,
         secrets,
         templates,
         tokens,
@@ -52,6 +54,8 @@ def api_blueprints() -> list[ApiBlueprint]:
         templates.blp,
         secrets.blp,
         audit_log.blp,
+        approvals.blp,
+        notifications.blp,
         instances.blp,
     ]
 

@@ -17,6 +17,8 @@ MISSING = "00000000-0000-0000-0000-000000000000"
 LADDER = ["viewer", "operator", "editor", "admin"]
 # An approval role grants nothing by itself.
 APPROVAL_ONLY = "security-lead"
+# Open to any valid token; the endpoint checks the row itself (approval decisions).
+ANY_TOKEN = "*"
 
 ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("GET", "/api/tokens", "admin", None),
@@ -43,6 +45,14 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("GET", "/api/audit-log", "admin", None),
     # events (api/resources/events.py)
     ("POST", "/api/events", "operator", {"source": "matrix", "type": "t", "payload": {}}),
+    # approvals and notifications (api/resources/approvals.py, notifications.py); deciding
+    # depends on the approval's role and is tested in tests/api/test_approvals_api.py
+    ("GET", "/api/approvals", "viewer", None),
+    ("GET", f"/api/approvals/{MISSING}", "viewer", None),
+    ("GET", "/api/workflow-notifications", "viewer", None),
+    ("GET", f"/api/workflow-notifications/{MISSING}", "viewer", None),
+    ("POST", f"/api/approvals/{MISSING}/approve", ANY_TOKEN, {"comment": "ok"}),
+    ("POST", f"/api/approvals/{MISSING}/reject", ANY_TOKEN, {"reason": "no"}),
     # templates and portable documents (api/resources/templates.py)
     ("GET", "/api/templates", "viewer", None),
     ("POST", f"/api/templates/{MISSING}/instantiate", "editor", {"name": "matrix"}),
@@ -52,7 +62,15 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
 
 
 def _below(role: str) -> list[str]:
+    if role == ANY_TOKEN:
+        return []
     return [APPROVAL_ONLY, *LADDER[: LADDER.index(role)]]
+
+
+def _admitted(role: str) -> list[str]:
+    if role == ANY_TOKEN:
+        return [APPROVAL_ONLY, *LADDER]
+    return LADDER[LADDER.index(role):]
 
 
 def _call(client: FlaskClient, method: str, path: str, headers: Headers,
@@ -75,7 +93,7 @@ def test_roles_below_the_minimum_are_refused(client: FlaskClient,
 def test_the_minimum_role_is_admitted(client: FlaskClient, token_for: Callable[..., Headers],
                                       method: str, path: str, least: str,
                                       body: dict[str, Any] | None) -> None:
-    for role in LADDER[LADDER.index(least):]:
+    for role in _admitted(least):
         assert _call(client, method, path, token_for(role), body) not in (401, 403), role
 
 

@@ -87,21 +87,40 @@ def decision_output(decision: Decision) -> tuple[dict[str, Any], str]:
     return output, "approved" if approved else "rejected"
 
 
-def decide(runtime: WorkerRuntime, approval_id: uuid.UUID, *, approved: bool, decided_by: str,
-           comment: str | None) -> Decision | None:
-    """Record a decision and resume the step; None when the approval is no longer pending
-    (decided, expired, or past its expiry time)."""
-    from worker.orchestrator import apply_after_commit, finish_waiting_step
+def record_decision(session: Session, runtime: WorkerRuntime, approval_id: uuid.UUID, *,
+                    approved: bool, decided_by: str,
+                    comment: str | None) -> tuple[Decision | None, Any]:
+    """Decide a pending approval and finish its step in the caller's transaction.
 
-    with transaction(runtime.session_factory) as session:
-        decision = decide_approval(session, approval_id, approved=approved,
-                                   decided_by=decided_by, comment=comment)
-        if decision is None:
-            return None
-        output, handle = decision_output(decision)
-        after = finish_waiting_step(session, runtime, decision.execution_id, output, handle)
+    Returns (decision, after): decision None when the approval is no longer pending
+    (decided, expired, or past its expiry time); pass `after` to `resume_after_commit`
+    once committed. Never commits.
+    """
+    from worker.orchestrator import finish_waiting_step
+
+    decision = decide_approval(session, approval_id, approved=approved,
+                               decided_by=decided_by, comment=comment)
+    if decision is None:
+        return None, None
+    output, handle = decision_output(decision)
+    return decision, finish_waiting_step(session, runtime, decision.execution_id, output, handle)
+
+
+def resume_after_commit(runtime: WorkerRuntime, after: Any) -> None:
+    """Send the steps a committed decision made ready (no-op when it resumed nothing)."""
+    from worker.orchestrator import apply_after_commit
+
     if after is not None:
         apply_after_commit(runtime, after)
+
+
+def decide(runtime: WorkerRuntime, approval_id: uuid.UUID, *, approved: bool, decided_by: str,
+           comment: str | None) -> Decision | None:
+    """`record_decision` in its own transaction, then resume the flow."""
+    with transaction(runtime.session_factory) as session:
+        decision, after = record_decision(session, runtime, approval_id, approved=approved,
+                                          decided_by=decided_by, comment=comment)
+    resume_after_commit(runtime, after)
     return decision
 
 
