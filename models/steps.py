@@ -268,13 +268,16 @@ def expired_leases(session: Session, lease_seconds: float,
 
 
 def release_lost_step(session: Session, execution_id: uuid.UUID, attempt: int) -> bool:
-    """running (lease expired) -> pending for another delivery; attempt fences the old one."""
+    """running (lease expired) -> pending for another delivery.
+
+    The old worker is fenced out because its writes need status running with its attempt,
+    and the next claim bumps the attempt.
+    """
     row = session.execute(
         text("""
             UPDATE workflow_executions
                SET status = 'pending', lease_expires_at = NULL, heartbeat_at = NULL,
-                   dispatched_at = NULL, queued_at = now(), updated_at = now(),
-                   attempt = attempt + 1
+                   dispatched_at = NULL, queued_at = now(), updated_at = now()
              WHERE id = :id AND status = 'running' AND attempt = :attempt
                AND run_after IS NULL
          RETURNING id

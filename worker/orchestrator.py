@@ -116,6 +116,8 @@ def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -
                            new_status=StepStatus.COMPLETED.value, output=result.output,
                            handle=result.handle, error=None, attempt=claimed.attempt):
             session.rollback()
+            log.warning("step.superseded", execution_id=str(claimed.id),
+                        attempt=claimed.attempt)
             return NOTHING
         return _advance(session, runtime, instance)
 
@@ -151,6 +153,7 @@ def _record_failure(session: Session, runtime: WorkerRuntime, instance: Any,
                            error=failure.message, attempt=claimed.attempt)
     if not done:
         session.rollback()
+        log.warning("step.superseded", execution_id=str(claimed.id), attempt=claimed.attempt)
         return NOTHING
     return _advance(session, runtime, instance)
 

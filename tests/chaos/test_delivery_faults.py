@@ -1,0 +1,90 @@
+"""Delivery faults: a killed worker, a duplicated message, a stalled worker past its lease.
+
+Each test runs its own worker processes so it can kill or stop them. Steps run at least once;
+their recorded effect happens once (CONTRACT §4.7).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.helpers import edge, make_workflow, node, start, steps, wait_status
+from tests.processes import scheduler_process, wait_until, worker_process
+from worker.dispatch import task_name
+
+pytestmark = pytest.mark.slow
+
+
+def _slow_flow(runtime: Any, url: str) -> uuid.UUID:
+    return make_workflow(runtime, [
+        node("start", "trigger"), node("call", "http", {"url": url}), node("end", "noop"),
+    ], [edge("start", "call"), edge("call", "end")])
+
+
+def test_kill_9_mid_step_reruns_it_and_records_once(runtime: Any, e2e_settings: Any,
+                                                    http_server: Any) -> None:
+    path = f"/slow/{uuid.uuid4().hex}"
+    wf = _slow_flow(runtime, f"{http_server.base_url}{path}?seconds=2")
+    with worker_process(e2e_settings, concurrency=1) as worker, scheduler_process(e2e_settings):
+        instance_id = start(runtime, wf)
+        wait_until(lambda: http_server.count(path) == 1, 30, message="the slow call to start")
+        (child,) = worker.children()
+        os.kill(child, signal.SIGKILL)
+        row = wait_status(runtime, instance_id, timeout=60)
+    assert row.status == "completed", row.error_details
+    recorded = steps(runtime, instance_id)
+    call = recorded["call"]
+    assert call.status == "completed" and call.attempt == 2
+    assert call.output_data["body"]["call"] == 2
+    assert recorded["end"].status == "completed" and recorded["end"].attempt == 1
+    keys = [k for p, k in http_server.requests if p == path]
+    assert keys == [f"{call.id}:1", f"{call.id}:2"]
+
+
+def test_same_step_delivered_twice_concurrently_has_one_effect(
+        runtime: Any, e2e_settings: Any, http_server: Any) -> None:
+    path = f"/slow/{uuid.uuid4().hex}"
+    wf = make_workflow(runtime, [node("call", "http",
+                                      {"url": f"{http_server.base_url}{path}?seconds=1"})], [])
+    silent = dataclasses.replace(runtime, celery=None)  # decide the step, send nothing yet
+    with worker_process(e2e_settings, concurrency=2) as worker:
+        instance_id = start(silent, wf)
+        step_id = wait_until(lambda: steps(runtime, instance_id).get("call"), 10,
+                             message="the step row").id
+        for _ in range(2):
+            runtime.celery.send_task(task_name("http"), args=[str(step_id)], queue="http")
+        row = wait_status(runtime, instance_id, timeout=60)
+        wait_until(lambda: "stale" in worker.log(), 30, message="the duplicate to be dropped")
+    assert row.status == "completed", row.error_details
+    call = steps(runtime, instance_id)["call"]
+    assert call.attempt == 1
+    assert http_server.count(path) == 1
+
+
+def test_stalled_worker_cannot_overwrite_newer_attempt(runtime: Any, e2e_settings: Any,
+                                                       http_server: Any) -> None:
+    path = f"/slow/{uuid.uuid4().hex}"
+    wf = _slow_flow(runtime, f"{http_server.base_url}{path}?seconds=3")
+    with worker_process(e2e_settings, concurrency=1, name="stalled") as stalled, \
+            scheduler_process(e2e_settings):
+        instance_id = start(runtime, wf)
+        wait_until(lambda: http_server.count(path) == 1, 30, message="the first attempt")
+        stalled.signal_group(signal.SIGSTOP)
+        try:
+            with worker_process(e2e_settings, concurrency=1, name="fresh"):
+                row = wait_status(runtime, instance_id, timeout=60)
+        finally:
+            stalled.signal_group(signal.SIGCONT)
+        wait_until(lambda: "step.superseded" in stalled.log(), 30,
+                   message="the stalled worker to finish its old attempt")
+        after = steps(runtime, instance_id)["call"]
+    assert row.status == "completed", row.error_details
+    assert after.attempt == 2 and after.status == "completed"
+    # The newer attempt's result stands: the late worker's answer (call 1) was discarded.
+    assert after.output_data["body"]["call"] == 2
