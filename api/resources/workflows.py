@@ -92,6 +92,8 @@ class Workflows(MethodView):
     @require_role("editor")
     @blp.arguments(WorkflowInputSchema)
     @blp.response(201, WorkflowSchema)
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY",
+                      description="every problem of the document in details.problems")
     def post(self, body: dict[str, Any]) -> Workflow:
         """Create a workflow (422 with every problem of the document; nothing is stored)."""
         _validate(body)
@@ -106,6 +108,7 @@ class Workflows(MethodView):
 class WorkflowById(MethodView):
     @require_role("viewer")
     @blp.response(200, WorkflowSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
     def get(self, workflow_id: uuid.UUID) -> Workflow:
         """One workflow with its document exactly as saved."""
         return get_workflow(request_session(), workflow_id)
@@ -113,6 +116,9 @@ class WorkflowById(MethodView):
     @require_role("editor")
     @blp.arguments(WorkflowUpdateSchema)
     @blp.response(200, WorkflowSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY",
+                      description="every problem of the document in details.problems")
     def put(self, body: dict[str, Any], workflow_id: uuid.UUID) -> Workflow:
         """Update a workflow. Fields left out keep their value; a changed document or
         configuration is a new version (patch number + 1 unless `version` is given)."""
@@ -127,6 +133,8 @@ class WorkflowById(MethodView):
     @require_role("editor")
     @blp.arguments(WorkflowDeleteArgsSchema, location="query")
     @blp.response(204)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT", description="the workflow has instances")
     def delete(self, args: dict[str, Any], workflow_id: uuid.UUID) -> None:
         """Delete a workflow; one with instances needs `?cascade=true` (else 409)."""
         session = request_session()
