@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.deploy.test_liveness import FLOWYARD, _wait_for
+from tests.deploy.conftest import FLOWYARD, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_flower_requires_basic_auth_but_probes_need_none(tmp_path: Path, redis_u
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(lambda: process.poll() is not None or _answers(f"{base}/healthcheck"), 90,
+        wait_for(lambda: process.poll() is not None or _answers(f"{base}/healthcheck"), 90,
                   "Flower's /healthcheck")
         assert process.poll() is None, log.read_text()[-3000:]
         assert requests.get(f"{base}/", timeout=10).status_code == 401

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, REPO, Rendered, containers
-from tests.deploy.test_liveness import FLOWYARD
+from tests.deploy.conftest import DEPLOY, FLOWYARD, REPO, Rendered, containers
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 

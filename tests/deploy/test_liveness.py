@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,18 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.conftest import FLOWYARD, wait_for
 from worker.liveness import HeartbeatError, check_heartbeat, touch_heartbeat
-
-FLOWYARD = shutil.which("flowyard", path=str(Path(sys.executable).parent)) or "flowyard"
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_fresh_heartbeat_passes(tmp_path: Path) -> None:
@@ -110,9 +99,9 @@ def test_real_worker_touches_heartbeat_and_removes_it_on_sigterm(
     process = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(heartbeat.exists, 60, "the first heartbeat")
+        wait_for(heartbeat.exists, 60, "the first heartbeat")
         first = heartbeat.stat().st_mtime_ns
-        _wait_for(lambda: heartbeat.exists() and heartbeat.stat().st_mtime_ns != first, 30,
+        wait_for(lambda: heartbeat.exists() and heartbeat.stat().st_mtime_ns != first, 30,
                   "a later heartbeat (periodic touch)")
         check_heartbeat(str(heartbeat), max_age_seconds=5)
         process.send_signal(signal.SIGTERM)

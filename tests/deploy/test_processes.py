@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_liveness import FLOWYARD, _wait_for
+from tests.deploy.conftest import FLOWYARD, wait_for
 from worker.liveness import check_heartbeat
 
 pytestmark = pytest.mark.slow
@@ -53,12 +53,12 @@ def test_process_keeps_its_heartbeat_fresh_and_stops_on_sigterm(
     }
     process = _start(argv, env, log)
     try:
-        _wait_for(lambda: heartbeat.exists() or process.poll() is not None, 90,
+        wait_for(lambda: heartbeat.exists() or process.poll() is not None, 90,
                   "the first heartbeat")
         assert process.poll() is None, f"exited early:\n{log.read_text()[-3000:]}"
         first = heartbeat.stat().st_mtime_ns
         # Both touch at least every 10 s (worker timer; scheduler: every reconcile pass).
-        _wait_for(lambda: heartbeat.exists() and heartbeat.stat().st_mtime_ns != first, 30,
+        wait_for(lambda: heartbeat.exists() and heartbeat.stat().st_mtime_ns != first, 30,
                   "a second heartbeat")
         check_heartbeat(str(heartbeat), max_age_seconds=60)
         probe = subprocess.run([FLOWYARD, "worker-health", "--max-age", "60"], env=env,
