@@ -7,10 +7,18 @@ ignored. Must not carry routes itself.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import flask
 import flask_smorest
-from webargs.flaskparser import FlaskParser
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; PostgreSQL's jsonb refuses them too.
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
 class StrictParser(FlaskParser):
@@ -20,6 +28,17 @@ class StrictParser(FlaskParser):
         "query": None, "headers": None, "cookies": None, "files": None, "view_args": None,
         "path": None,
     }
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        """The JSON body, refusing NaN/Infinity (a 400 like any malformed body)."""
+        if not is_json_request(req):
+            return core.missing
+        raw = req.get_data(cache=True)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise json.JSONDecodeError(f"body is not UTF-8: {error.reason}", "", 0) from None
+        return json.loads(text, parse_constant=_reject_constant)
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]

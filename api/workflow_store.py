@@ -10,6 +10,7 @@ its version row and its mirror always land together or not at all.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -100,7 +101,7 @@ def _coordinate(position: Any, axis: str) -> int:
     value = position.get(axis) if isinstance(position, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
-    if value != value:  # NaN cannot come from JSON, but guard the int() below anyway
+    if not math.isfinite(value):  # the API refuses NaN/Infinity; other callers may not
         return 0
     return max(-_INT32, min(_INT32, round(value)))
 

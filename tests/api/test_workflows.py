@@ -259,6 +259,15 @@ def test_malformed_json_is_400(client: FlaskClient, editor: Headers) -> None:
     assert "Traceback" not in response.get_data(as_text=True)
 
 
+def test_non_finite_numbers_are_malformed_json(client: FlaskClient, editor: Headers) -> None:
+    body = ('{"name": "x", "workflow_data": {"nodes": [{"id": "a", "type": "noop", '
+            '"position": {"x": Infinity, "y": NaN}}], "edges": []}}')
+    response = client.post("/api/workflows", data=body,
+                           headers={**editor, "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "bad_request"
+
+
 def test_missing_workflow_is_404(client: FlaskClient, viewer: Headers, editor: Headers) -> None:
     missing = uuid.uuid4()
     assert client.get(f"/api/workflows/{missing}", headers=viewer).status_code == 404
