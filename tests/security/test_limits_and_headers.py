@@ -142,3 +142,22 @@ def test_request_body_over_the_cap_is_413_without_trace(
     assert response.status_code == 413
     assert response.json["error"]["code"] == "payload_too_large"
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_the_real_execute_endpoint_is_limited(
+    app_settings: Settings, session_factory: sessionmaker[Session],
+    token_for: Callable[..., Headers],
+) -> None:
+    client = create_app(app_settings.replace(rate_limit_per_minute=1),
+                        session_factory=session_factory).test_client()
+    operator = token_for("operator")
+    missing = "00000000-0000-0000-0000-000000000000"
+
+    def execute() -> TestResponse:
+        # Its own client address: other tests' 401s from 127.0.0.1 count against that one.
+        return client.post(f"/api/workflows/{missing}/execute", json={}, headers=operator,
+                           environ_base={"REMOTE_ADDR": "127.0.0.81"})
+
+    responses = _calls_in_one_window(execute, 2)
+    assert [r.status_code for r in responses] == [404, 429]
+    assert "Retry-After" in responses[1].headers
