@@ -170,3 +170,30 @@ def test_inactive_workflow_does_not_start(runtime: Any, cluster: Any) -> None:
     wf = make_workflow(runtime, [node("start", "trigger")], [], is_active=False)
     with pytest.raises(InactiveWorkflowError):
         start(runtime, wf)
+
+
+def test_instance_timeout_fails_instance(runtime: Any, cluster: Any) -> None:
+    wf = make_workflow(runtime, [
+        node("start", "trigger"), node("wait", "delay", {"seconds": 60}), node("end", "noop"),
+    ], [edge("start", "wait"), edge("wait", "end")], configuration={"execution_timeout_ms": 1500})
+    instance_id = start(runtime, wf)
+    row = wait_status(runtime, instance_id, timeout=30)
+    assert row.status == "failed"
+    assert "timed out" in (row.error_details or "")
+    recorded = steps(runtime, instance_id)
+    assert recorded["wait"].status == "failed" and "end" not in recorded
+
+
+def test_step_timeout_bounds_one_attempt(runtime: Any, cluster: Any, http_server: Any) -> None:
+    path = f"/slow/{uuid.uuid4().hex}"
+    wf = make_workflow(runtime, [
+        node("start", "trigger"),
+        node("call", "http", {"url": f"{http_server.base_url}{path}?seconds=5"},
+             timeout_seconds=1, retries=0),
+    ], [edge("start", "call")])
+    instance_id = start(runtime, wf)
+    row = wait_status(runtime, instance_id, timeout=30)
+    assert row.status == "failed"
+    call = steps(runtime, instance_id)["call"]
+    assert call.status == "failed" and "timeout" in (call.error_message or "")
+    assert call.duration_ms is not None and call.duration_ms < 5000
