@@ -1,0 +1,71 @@
+"""Every mutating endpoint of the role matrix writes exactly one audit row per call.
+
+Uses tests/api/test_role_matrix.ENDPOINTS (the list every endpoint owner appends to), so a
+new mutating endpoint is covered here as soon as it is in the matrix. Each call is made once
+by a role below the minimum (denied) and once by the minimum role (admitted, whatever the
+outcome), and the row must name the actor, the outcome and the status code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.security import AuditLogEntry
+from tests.api.test_role_matrix import ENDPOINTS, LADDER
+
+Headers = dict[str, str]
+MUTATING = [entry for entry in ENDPOINTS if entry[0] in ("POST", "PUT", "PATCH", "DELETE")]
+
+
+def _rows_after(factory: sessionmaker[Session], last_id: int) -> list[AuditLogEntry]:
+    with factory() as session:
+        return list(session.scalars(select(AuditLogEntry).where(AuditLogEntry.id > last_id)
+                                    .order_by(AuditLogEntry.id)))
+
+
+def _last_id(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        return int(session.scalar(select(func.coalesce(func.max(AuditLogEntry.id), 0))) or 0)
+
+
+def test_the_matrix_has_mutating_endpoints() -> None:
+    assert len(MUTATING) >= 5
+
+
+@pytest.mark.parametrize(("method", "path", "least", "body"), MUTATING,
+                         ids=[f"{m} {p}" for m, p, _, _ in MUTATING])
+def test_each_mutating_call_is_audited(
+    client: FlaskClient, token_for: Callable[..., Headers],
+    session_factory: sessionmaker[Session], method: str, path: str, least: str,
+    body: dict[str, Any] | None,
+) -> None:
+    # Endpoints open to any token (approvals decide inside) are called by a viewer.
+    least = least if least in LADDER else LADDER[0]
+    callers = [least]
+    if least != LADDER[0]:
+        callers.insert(0, LADDER[LADDER.index(least) - 1])
+    for role in callers:
+        name = f"audited-{role}"
+        headers = token_for(role, name=name)
+        before = _last_id(session_factory)
+        response = client.open(path, method=method, headers=headers, json=body,
+                               environ_base={"REMOTE_ADDR": "127.0.0.5"})
+        rows = _rows_after(session_factory, before)
+        assert len(rows) == 1, (role, [r.action for r in rows])
+        row = rows[0]
+        assert row.actor == name
+        assert row.status_code == response.status_code
+        assert row.action.startswith(f"{method} /api/")
+        assert row.client_address == "127.0.0.5"
+        assert row.request_id == response.headers["X-Request-ID"]
+        if role != least:
+            assert (response.status_code, row.outcome) == (403, "denied")
+        else:
+            assert response.status_code not in (401, 403)
+            assert row.outcome in ("success", "failure")
