@@ -21,6 +21,22 @@ def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
+def _contains_nul(value: Any) -> bool:
+    """Whether any string (key or value) holds NUL, which PostgreSQL text and jsonb refuse."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 class StrictParser(FlaskParser):
     # None: do not override the schema's own Meta.unknown for any location.
     DEFAULT_UNKNOWN_BY_LOCATION: dict[str, Any] = {
@@ -30,15 +46,24 @@ class StrictParser(FlaskParser):
     }
 
     def _raw_load_json(self, req: flask.Request) -> Any:
-        """The JSON body, refusing NaN/Infinity (a 400 like any malformed body)."""
+        """The JSON body, refusing NaN/Infinity and NUL (a 400 like any malformed body).
+
+        webargs reads a decode error whose `doc` is empty as "no body", so `doc` is never empty.
+        """
         if not is_json_request(req):
             return core.missing
         raw = req.get_data(cache=True)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise json.JSONDecodeError(f"body is not UTF-8: {error.reason}", "", 0) from None
-        return json.loads(text, parse_constant=_reject_constant)
+            raise json.JSONDecodeError(f"body is not UTF-8: {error.reason}", "?", 0) from None
+        try:
+            value = json.loads(text, parse_constant=_reject_constant)
+        except RecursionError:
+            raise json.JSONDecodeError("the body nests too deeply", text, 0) from None
+        if "\\u0000" in text and _contains_nul(value):
+            raise json.JSONDecodeError("strings must not contain \\u0000", text, 0)
+        return value
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]

@@ -268,6 +268,19 @@ def test_non_finite_numbers_are_malformed_json(client: FlaskClient, editor: Head
     assert response.json["error"]["code"] == "bad_request"
 
 
+def test_nul_characters_and_deep_nesting_are_400(client: FlaskClient, editor: Headers) -> None:
+    headers = {**editor, "Content-Type": "application/json"}
+    nul = '{"name": "a\\u0000b", "workflow_data": {"nodes": [], "edges": []}}'
+    deep = '{"name": "x", "workflow_data": {"nodes": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    for body in (nul, deep):
+        response = client.post("/api/workflows", data=body, headers=headers)
+        assert response.status_code == 400, body[:40]
+        assert response.json["error"]["code"] == "bad_request"
+    # An escaped backslash before "u0000" is an ordinary string.
+    ok = chain_workflow("back\\u0000slash", 1)
+    assert client.post("/api/workflows", json=ok, headers=editor).status_code == 201
+
+
 def test_missing_workflow_is_404(client: FlaskClient, viewer: Headers, editor: Headers) -> None:
     missing = uuid.uuid4()
     assert client.get(f"/api/workflows/{missing}", headers=viewer).status_code == 404
