@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields
+from marshmallow import RAISE, Schema, ValidationError, fields
 
 
 class UtcDateTime(fields.DateTime):
@@ -29,3 +29,9 @@ class InputSchema(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+def no_nul(value: str) -> None:
+    """PostgreSQL text cannot hold NUL; refuse it as a 422 instead of a database error."""
+    if "\x00" in value:
+        raise ValidationError("must not contain NUL characters")

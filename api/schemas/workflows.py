@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from api.pagination import PaginationArgsSchema
-from api.schemas.common import InputSchema, UtcDateTime
+from api.schemas.common import InputSchema, UtcDateTime, no_nul
 
 
 class WorkflowInputSchema(InputSchema):
@@ -49,10 +49,10 @@ class WorkflowSchema(Schema):
 
 
 class WorkflowListArgsSchema(PaginationArgsSchema):
-    category = fields.String()
+    category = fields.String(validate=no_nul)
     is_active = fields.Boolean()
     is_template = fields.Boolean()
-    q = fields.String(validate=validate.Length(min=1, max=255),
+    q = fields.String(validate=[validate.Length(min=1, max=255), no_nul],
                       metadata={"description": "case-insensitive search in the name"})
 
 

@@ -306,7 +306,7 @@ def test_list_is_paginated_newest_first(client: FlaskClient, editor: Headers,
 
 
 def test_list_limits_are_enforced(client: FlaskClient, viewer: Headers) -> None:
-    for query in ("limit=0", "limit=501", "offset=-1", "limit=abc"):
+    for query in ("limit=0", "limit=501", "offset=-1", "limit=abc", "q=a%00b", "category=%00"):
         response = client.get(f"/api/workflows?{query}", headers=viewer)
         assert response.status_code == 422, query
     assert client.get("/api/workflows?limit=500", headers=viewer).status_code == 200
