@@ -395,3 +395,40 @@ def test_dev_logs_for_people_and_prod_logs_for_machines(rendered: dict[str, Rend
     assert prod.named("Deployment", "flowyard-api")["spec"]["replicas"] >= 2
     assert prod.named("Deployment", "flowyard-scheduler")["spec"]["replicas"] >= 2
     assert not prod.of_kind("Secret"), "prod must not ship secrets in the manifests"
+
+
+# Secrets the operator creates in the namespace (deploy/README.md, "Configure").
+USER_SECRETS = {"flowyard-secrets", "flowyard-flower", "flowyard-keda-redis"}
+
+
+def _references(overlay: Rendered) -> list[tuple[str, str, str | None, bool]]:
+    """(kind, name, key, optional) of every ConfigMap/Secret reference in the overlay."""
+    found: list[tuple[str, str, str | None, bool]] = []
+    for workload in overlay.workloads():
+        for container in containers(workload):
+            for variable in container.get("env", []):
+                source = variable.get("valueFrom", {})
+                for field, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+                    if field in source:
+                        ref = source[field]
+                        found.append((kind, ref["name"], ref["key"], ref.get("optional", False)))
+    for auth in overlay.of_kind("TriggerAuthentication"):
+        for ref in auth["spec"].get("secretTargetRef", []):
+            found.append(("Secret", ref["name"], ref["key"], False))
+    return found
+
+
+def test_every_config_and_secret_reference_resolves(overlay: Rendered) -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in overlay.objects}
+    generated_secrets = bool(overlay.of_kind("Secret"))
+    for kind, name, key, optional in _references(overlay):
+        obj = objects.get((kind, name))
+        if obj is None:
+            # A Secret the overlay does not generate must be one the README tells users to make.
+            assert kind == "Secret" and not generated_secrets and name in USER_SECRETS, (
+                f"{overlay.overlay}: {kind} {name} is referenced but not rendered"
+            )
+            continue
+        if key is not None and not optional:
+            data = {**obj.get("data", {}), **obj.get("stringData", {})}
+            assert key in data, f"{overlay.overlay}: {kind} {name} has no key {key}"
