@@ -14,6 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from engine.statuses import InstanceStatus
+from engine.transitions import TransitionError as EngineTransitionError
+from engine.transitions import transition
 from models.instance import WorkflowInstance
 from models.instances import lock_instance
 from models.steps import reset_for_retry, stop_open_steps
@@ -43,10 +45,6 @@ class ControlResult:
     revoke_task_ids: list[str] = field(default_factory=list)
 
 
-_NON_FINAL = (InstanceStatus.PENDING.value, InstanceStatus.RUNNING.value,
-              InstanceStatus.PAUSED.value)
-
-
 def _locked(session: Session, instance_id: uuid.UUID) -> WorkflowInstance:
     instance = lock_instance(session, instance_id)
     if instance is None:
@@ -54,15 +52,17 @@ def _locked(session: Session, instance_id: uuid.UUID) -> WorkflowInstance:
     return instance
 
 
-def _require(instance: WorkflowInstance, action: str, allowed: tuple[str, ...]) -> None:
-    if instance.status not in allowed:
-        raise TransitionError(action, instance.status)
+def _require(instance: WorkflowInstance, action: str) -> None:
+    try:
+        transition(instance.status, action)
+    except EngineTransitionError:
+        raise TransitionError(action, instance.status) from None
 
 
 def pause(session: Session, instance_id: uuid.UUID) -> ControlResult:
     """running -> paused: running steps finish and are recorded; nothing new starts."""
     instance = _locked(session, instance_id)
-    _require(instance, "pause", (InstanceStatus.RUNNING.value,))
+    _require(instance, "pause")
     instance.status = InstanceStatus.PAUSED.value
     instance.paused_at = _now(session)
     return ControlResult(instance)
@@ -71,7 +71,7 @@ def pause(session: Session, instance_id: uuid.UUID) -> ControlResult:
 def resume(session: Session, instance_id: uuid.UUID) -> ControlResult:
     """paused -> pending; admission starts it again (and sends its held steps)."""
     instance = _locked(session, instance_id)
-    _require(instance, "resume", (InstanceStatus.PAUSED.value,))
+    _require(instance, "resume")
     instance.status = InstanceStatus.PENDING.value
     instance.paused_at = None
     return ControlResult(instance)
@@ -80,7 +80,7 @@ def resume(session: Session, instance_id: uuid.UUID) -> ControlResult:
 def cancel(session: Session, instance_id: uuid.UUID) -> ControlResult:
     """Any non-final status -> cancelled; open steps close, pending approvals expire."""
     instance = _locked(session, instance_id)
-    _require(instance, "cancel", _NON_FINAL)
+    _require(instance, "cancel")
     instance.status = InstanceStatus.CANCELLED.value
     instance.completed_at = _now(session)
     instance.error_details = "cancelled"
@@ -100,7 +100,7 @@ def cancel(session: Session, instance_id: uuid.UUID) -> ControlResult:
 def retry(session: Session, instance_id: uuid.UUID) -> ControlResult:
     """failed -> pending: failed steps run again, completed ones keep their outputs."""
     instance = _locked(session, instance_id)
-    _require(instance, "retry", (InstanceStatus.FAILED.value,))
+    _require(instance, "retry")
     reset_for_retry(session, instance.id)
     instance.status = InstanceStatus.PENDING.value
     instance.error_details = None

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
+from engine.backoff import retry_delay_seconds
 from engine.statuses import InstanceStatus, StepStatus
 from models.db import transaction
 from models.instances import lock_instance
@@ -39,7 +40,6 @@ log = structlog.get_logger("flowyard.orchestrator")
 # Retry backoff up to this many seconds rides on a Celery countdown; longer ones are
 # database timers fired by the reconciler (Redis re-delivers long ETA messages).
 COUNTDOWN_LIMIT_SECONDS = 3.0
-MAX_BACKOFF_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,8 @@ def _backoff(session: Session, runtime: WorkerRuntime, instance: Any,
              claimed: ClaimedStep) -> float:
     """The node's first delay doubled per retry so far, capped (CONTRACT §1)."""
     graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
-    base = graph.node(claimed.node_id).retry_backoff_seconds
-    return float(min(base * (2 ** claimed.retry_count), MAX_BACKOFF_SECONDS))
+    first_delay = graph.node(claimed.node_id).retry_backoff_seconds
+    return retry_delay_seconds(first_delay, claimed.retry_count + 1)
 
 
 def _advance(session: Session, runtime: WorkerRuntime, instance: Any) -> AfterCommit:
