@@ -70,3 +70,5 @@ def test_process_keeps_its_heartbeat_fresh_and_stops_on_sigterm(
         else:
             code = process.returncode
     assert code == 0, f"exit {code}:\n{log.read_text()[-3000:]}"
+    if argv[0] == "worker":
+        assert not heartbeat.exists(), "the worker's warm shutdown removes its heartbeat"
