@@ -176,3 +176,25 @@ def test_connection_refused_is_retryable() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(OutboundError, match="cannot connect"):
         guarded_request("GET", f"http://127.0.0.1:{port}/", allowed_hosts=[f"127.0.0.1:{port}"])
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "017700000001", "127.1",
+                                  "127.0.0.1.", "LOCALHOST", "localhost."])
+def test_numeric_and_spelled_loopback_forms_are_refused(listener: CountingServer,
+                                                         host: str) -> None:
+    # getaddrinfo turns these into 127.0.0.1; the check runs on what they resolve to.
+    with pytest.raises((OutboundBlockedError, OutboundError)):
+        guarded_request("GET", f"http://{host}:{listener.port}/")
+    assert listener.connections == 0
+
+
+def test_proxy_environment_is_ignored(listener: CountingServer,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy would make the request leave through another host, bypassing the pinning.
+    with Listener() as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
+        response = guarded_request("GET", f"http://127.0.0.1:{listener.port}/",
+                                   allowed_hosts=[f"127.0.0.1:{listener.port}"])
+        assert response.status == 200
+        assert proxy.connections == 0 and listener.connections == 1
