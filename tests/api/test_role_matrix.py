@@ -58,6 +58,15 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("POST", f"/api/templates/{MISSING}/instantiate", "editor", {"name": "matrix"}),
     ("GET", f"/api/workflows/{MISSING}/export", "viewer", None),
     ("POST", "/api/workflows/import", "editor", {"format": "flowyard.workflow/v1"}),
+    # execution and instances (api/resources/instances.py)
+    ("POST", f"/api/workflows/{MISSING}/execute", "operator", {"input": {}}),
+    ("GET", "/api/workflow-instances", "viewer", None),
+    ("GET", f"/api/workflow-instances/{MISSING}", "viewer", None),
+    ("GET", f"/api/workflow-instances/{MISSING}/details", "viewer", None),
+    *[("POST", f"/api/workflow-executions/{MISSING}/{action}", "operator", None)
+      for action in ("pause", "resume", "cancel")],
+    *[("POST", f"/api/workflow-instances/{MISSING}/{action}", "operator", None)
+      for action in ("pause", "resume", "cancel", "retry")],
 ]
 
 
