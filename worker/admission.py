@@ -6,6 +6,7 @@ scheduler agree. Only this module moves an instance to `running`.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from models.db import transaction
 from models.instance import WorkflowInstance
 from models.instances import count_running, lock_instance, pick_pending, take_admission_lock
 from models.steps import StepRef, pending_steps_of
+from models.subworkflows import pending_children_of_running_parents
 from worker.planning import advance
 from worker.runtime import WorkerRuntime
 
@@ -26,23 +28,33 @@ def admit(session: Session, runtime: WorkerRuntime) -> tuple[list[StepRef], bool
     Returns the steps to send after commit and whether any instance ended while starting.
     """
     take_admission_lock(session)
-    free = runtime.settings.max_concurrent_workflows - count_running(session)
     dispatch: list[StepRef] = []
     ended = False
+    # Children of running parents start even at the limit: their parents hold slots while
+    # waiting for them, so making them wait could deadlock (worker.nodes.subworkflow).
+    for instance_id in pending_children_of_running_parents(session):
+        ended = _admit_one(session, runtime, instance_id, dispatch) or ended
+    free = runtime.settings.max_concurrent_workflows - count_running(session)
     for instance_id in pick_pending(session, free):
-        instance = lock_instance(session, instance_id)
-        if instance is None or instance.status != InstanceStatus.PENDING.value:
-            continue
-        _start(session, runtime, instance)
-        result = advance(session, runtime, instance)
-        ended = ended or result.finished
-        if not result.finished:
-            # Held steps of a resumed or retried instance go out with the new ones.
-            new_ids = {ref.id for ref in result.dispatch}
-            dispatch.extend(result.dispatch)
-            dispatch.extend(ref for ref in pending_steps_of(session, instance.id)
-                            if ref.id not in new_ids)
+        ended = _admit_one(session, runtime, instance_id, dispatch) or ended
     return dispatch, ended
+
+
+def _admit_one(session: Session, runtime: WorkerRuntime, instance_id: uuid.UUID,
+               dispatch: list[StepRef]) -> bool:
+    """Start one pending instance, adding its steps to `dispatch`; True if it ended at once."""
+    instance = lock_instance(session, instance_id)
+    if instance is None or instance.status != InstanceStatus.PENDING.value:
+        return False
+    _start(session, runtime, instance)
+    result = advance(session, runtime, instance)
+    if not result.finished:
+        # Held steps of a resumed or retried instance go out with the new ones.
+        new_ids = {ref.id for ref in result.dispatch}
+        dispatch.extend(result.dispatch)
+        dispatch.extend(ref for ref in pending_steps_of(session, instance.id)
+                        if ref.id not in new_ids)
+    return result.finished
 
 
 def _start(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance) -> None:

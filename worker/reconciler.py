@@ -28,6 +28,7 @@ from models.steps import (
     stop_open_steps,
 )
 from worker.admission import admit_and_dispatch
+from worker.nodes.subworkflow import cancel_orphaned_children, resume_subworkflow_steps
 from worker.notifications.notices import notify_instance_finished
 from worker.notifications.tasks import periodic_jobs as notification_jobs
 from worker.orchestrator import AfterCommit, apply_after_commit, finish_waiting_step
@@ -157,6 +158,8 @@ def default_jobs() -> PeriodicJobs:
     jobs.add("replan_idle", replan_idle)
     # Schedules fire before admission so a fired instance starts in the same pass.
     jobs.add("schedules", fire_schedules_job)
+    jobs.add("resume_subworkflow_steps", resume_subworkflow_steps)
+    jobs.add("cancel_orphaned_children", cancel_orphaned_children)
     jobs.add("admit", admit_and_dispatch)
     for name, job in notification_jobs():
         jobs.add(name, job)

@@ -1,0 +1,110 @@
+"""Sub-workflows on real workers: output, failure and cancellation propagate; no deadlock.
+
+The module runs with MAX_CONCURRENT_WORKFLOWS=1: a parent waiting for its child holds the only
+slot, so these flows complete only because children of running parents are admitted anyway.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from engine.statuses import InstanceStatus
+from models.db import transaction
+from models.instance import WorkflowInstance
+from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps, wait_status
+from tests.processes import wait_until
+from worker.control import after_control, cancel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _no_other_instances(runtime: Any, cluster: Any) -> None:
+    """Leftovers of other modules would hold the only slot: finish or cancel them first."""
+    with transaction(runtime.session_factory) as session:
+        session.execute(update(WorkflowInstance)
+                        .where(WorkflowInstance.status.in_(["pending", "running", "paused"]))
+                        .values(status=InstanceStatus.CANCELLED.value))
+
+
+def _children(runtime: Any, parent_id: uuid.UUID) -> list[WorkflowInstance]:
+    parent_steps = steps(runtime, parent_id)
+    step_ids = [step.id for step in parent_steps.values()]
+    with runtime.session_factory() as session:
+        return list(session.scalars(select(WorkflowInstance).where(
+            WorkflowInstance.parent_execution_id.in_(step_ids))))
+
+
+def _parent(runtime: Any, child_wf: uuid.UUID, **call_data: Any) -> uuid.UUID:
+    return make_workflow(runtime, [
+        node("start", "trigger"),
+        node("call", "subworkflow", {"workflow_id": str(child_wf),
+                                     "input": {"n": "{{ input.n }}"}}, **call_data),
+        node("after", "transform", {"output": {"got": "{{ nodes.call.output.double.value }}"}}),
+    ], [edge("start", "call"), edge("call", "after")])
+
+
+def test_parent_gets_the_child_output_under_a_limit_of_one(runtime: Any, cluster: Any) -> None:
+    child_wf = make_workflow(runtime, [
+        node("start", "trigger"),
+        node("double", "transform", {"output": {"value": "{{ input.n * 2 }}"}}),
+    ], [edge("start", "double")])
+    parent_id = start(runtime, _parent(runtime, child_wf), {"n": 21})
+
+    parent = wait_status(runtime, parent_id)
+
+    assert parent.status == "completed", parent.error_details
+    assert parent.output_data == {"after": {"got": 42}}
+    (child,) = _children(runtime, parent_id)
+    assert child.status == "completed"
+    assert child.output_data == {"double": {"value": 42}}
+    assert child.triggered_by == "subworkflow" and child.trigger_source == str(parent_id)
+    assert child.execution_context == {"input": {"n": 21}}
+    call = steps(runtime, parent_id)["call"]
+    assert call.status == "completed" and call.output_data == child.output_data
+    assert child.parent_execution_id == call.id
+
+
+def test_child_failure_fails_the_step_and_the_parent(runtime: Any, cluster: Any) -> None:
+    child_wf = make_workflow(runtime, [
+        node("start", "trigger"),
+        node("double", "transform", {"output": {"value": "{{ input.missing * 2 }}"}}),
+    ], [edge("start", "double")])
+    parent_id = start(runtime, _parent(runtime, child_wf), {"n": 1})
+
+    parent = wait_status(runtime, parent_id)
+
+    assert parent.status == "failed"
+    (child,) = _children(runtime, parent_id)
+    assert child.status == "failed"
+    recorded = steps(runtime, parent_id)
+    assert recorded["call"].status == "failed"
+    assert str(child.id) in (recorded["call"].error_message or "")
+    assert recorded["after"].status != "completed"
+    assert "call" in (parent.error_details or "")
+
+
+def test_cancelling_the_parent_cancels_the_waiting_child(runtime: Any, cluster: Any) -> None:
+    child_wf = make_workflow(runtime, [
+        node("start", "trigger"),
+        node("ask", "approval", {"approver_role": "nobody", "message": "wait forever"}),
+    ], [edge("start", "ask")])
+    parent_id = start(runtime, _parent(runtime, child_wf), {"n": 1})
+    child = wait_until(lambda: [c for c in _children(runtime, parent_id)
+                                if c.status == "running"], 60.0, message="running child")[0]
+    wait_until(lambda: steps(runtime, child.id).get("ask") is not None
+               and steps(runtime, child.id)["ask"].status == "waiting_approval", 60.0,
+               message="child waiting for approval")
+    assert instance_row(runtime, parent_id).status == "running"
+
+    with transaction(runtime.session_factory) as session:
+        result = cancel(session, parent_id)
+    after_control(runtime, result)
+
+    cancelled = wait_status(runtime, child.id)
+    assert cancelled.status == "cancelled"
+    assert instance_row(runtime, parent_id).status == "cancelled"
