@@ -109,7 +109,7 @@ def _coordinate(position: Any, axis: str) -> int:
 def _node_rows(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for node in nodes:
-        data = node.get("data") if isinstance(node.get("data"), dict) else {}
+        data: dict[str, Any] = node["data"] if isinstance(node.get("data"), dict) else {}
         label = data.get("label") if isinstance(data.get("label"), str) else ""
         rows.append({
             "node_id": node["id"], "node_type": node["type"],
@@ -124,7 +124,7 @@ def _node_rows(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _edge_rows(edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for edge in edges:
-        data = edge.get("data") if isinstance(edge.get("data"), dict) else {}
+        data: dict[str, Any] = edge["data"] if isinstance(edge.get("data"), dict) else {}
         condition = data.get("condition")
         rows.append({
             "edge_id": edge["id"], "source_node_id": edge["source"],

@@ -55,8 +55,10 @@ def healthz() -> dict[str, Any]:
 def readyz() -> tuple[dict[str, Any], int]:
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     failed = [name for name, ok in checks.items() if not ok]
-    body = {"status": "ok" if not failed else "unavailable",
-            "checks": {name: "ok" if ok else "unreachable" for name, ok in checks.items()}}
+    body: dict[str, Any] = {
+        "status": "ok" if not failed else "unavailable",
+        "checks": {name: "ok" if ok else "unreachable" for name, ok in checks.items()},
+    }
     if failed:
         body["failed"] = failed
     return body, 503 if failed else 200

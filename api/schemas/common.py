@@ -18,10 +18,11 @@ class UtcDateTime(fields.DateTime):
         if value is None:
             return None
         if not isinstance(value, datetime):
-            return super()._serialize(value, attr, obj, **kwargs)  # type: ignore[no-any-return]
+            return str(super()._serialize(value, attr, obj, **kwargs))
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)  # database values are stored as UTC
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        text: str = value.astimezone(UTC).isoformat()
+        return text.replace("+00:00", "Z")
 
 
 class InputSchema(Schema):
