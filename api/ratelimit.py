@@ -1,4 +1,4 @@
-"""Redis-backed rate limits: execute calls per token and failed authentications per client.
+"""Redis-backed rate limits: workflow starts per token (or webhook trigger), failed auth per client.
 
 Fixed one-minute windows counted with INCR/EXPIRE in Redis, so every API replica shares the
 same counters. Over the limit the call is refused with 429 and `Retry-After` (seconds until
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
 _EXTENSION_KEY = "flowyard_ratelimit"
 _KEY_PREFIX = "flowyard:ratelimit"
+HOOKS_PREFIX = "/api/hooks/"
+EVENTS_RULE = "/api/events"
 
 
 @dataclass
@@ -92,20 +94,33 @@ def _check_auth_failures() -> None:
         raise _refuse(wait, "failed authentications from this client")
 
 
-def _is_execute_call() -> bool:
+def _execute_subject() -> str | None:
+    """Who an instance-starting call is counted against, or None for other calls.
+
+    Execute and event calls count per token; webhook calls (no token) per trigger, so one
+    leaked webhook URL cannot flood the instance table.
+    """
     rule = request.url_rule.rule if request.url_rule is not None else ""
-    return request.method == "POST" and rule.startswith("/api/") and rule.endswith("/execute")
+    if request.method != "POST" or not rule.startswith("/api/"):
+        return None
+    if rule.startswith(HOOKS_PREFIX):
+        trigger = next(iter((request.view_args or {}).values()), None)
+        return f"hook:{trigger}" if trigger is not None else None
+    principal = find_principal()
+    if principal is not None and (rule.endswith("/execute") or rule == EVENTS_RULE):
+        return f"token:{principal.token_id}"
+    return None
 
 
 def _check_execute() -> None:
-    """After authentication: count execute calls per token."""
+    """After authentication: count instance-starting calls per token (or per trigger)."""
     limiter = _limiter()
-    principal = find_principal()
-    if limiter is None or principal is None or not _is_execute_call():
+    subject = _execute_subject() if limiter is not None else None
+    if limiter is None or subject is None:
         return
-    wait = _guard("execute", lambda: limiter.hit("execute", principal.token_id))
+    wait = _guard("execute", lambda: limiter.hit("execute", subject))
     if wait is not None:
-        raise _refuse(wait, "execute calls for this token")
+        raise _refuse(wait, "calls starting workflows for this token or trigger")
 
 
 def _count_auth_failure(response: Response) -> Response:

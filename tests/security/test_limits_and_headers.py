@@ -161,3 +161,36 @@ def test_the_real_execute_endpoint_is_limited(
     responses = _calls_in_one_window(execute, 2)
     assert [r.status_code for r in responses] == [404, 429]
     assert "Retry-After" in responses[1].headers
+
+
+def test_webhook_and_event_starts_are_limited(
+    app_settings: Settings, session_factory: sessionmaker[Session],
+    token_for: Callable[..., Headers],
+) -> None:
+    client = create_app(app_settings.replace(rate_limit_per_minute=1),
+                        session_factory=session_factory).test_client()
+    # Its own client address: other tests' 401s from 127.0.0.1 count against that one.
+    client.environ_base["REMOTE_ADDR"] = "127.0.0.82"
+    editor = token_for("editor")
+    document = {"name": "hooked", "workflow_data": {
+        "nodes": [{"id": "start", "type": "trigger", "position": {"x": 0, "y": 0},
+                   "data": {"label": "Start"}}], "edges": []}}
+    workflow = client.post("/api/workflows", json=document, headers=editor)
+    assert workflow.status_code == 201, workflow.json
+    trigger = client.post(f"/api/workflows/{workflow.json['id']}/triggers", headers=editor,
+                          json={"trigger_type": "webhook", "configuration": {}})
+    assert trigger.status_code == 201, trigger.json
+    def hook() -> TestResponse:
+        return client.post(f"/api/hooks/{trigger.json['id']}", json={"n": 1})
+
+    responses = _calls_in_one_window(hook, 2)
+    assert responses[0].status_code < 400, responses[0].json
+    assert responses[1].status_code == 429 and "Retry-After" in responses[1].headers
+
+    def event() -> TestResponse:
+        return client.post("/api/events", json={"source": "s", "type": "t", "payload": {}},
+                           headers=editor)
+
+    responses = _calls_in_one_window(event, 2)
+    assert responses[0].status_code < 400, responses[0].json
+    assert responses[1].status_code == 429
