@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -125,3 +126,26 @@ def render(directory: Path) -> list[dict[str, Any]]:
 def rendered() -> Iterator[dict[str, Rendered]]:
     assert OVERLAYS, f"no overlays under {OVERLAYS_DIR}"
     yield {name: Rendered(name, render(OVERLAYS_DIR / name)) for name in OVERLAYS}
+
+
+@pytest.fixture(scope="module")
+def private_database_url() -> Iterator[str]:
+    """A migrated database of this module's own, so processes started here (a scheduler's
+    reconciler) never act on rows other tests left in the session database."""
+    import psycopg
+
+    from migrations import runner
+
+    admin_url = os.environ.get(
+        "FLOWYARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    name = f"flowyard_test_deploy_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{admin_url.rpartition('/')[0]}/{name}"
+    try:
+        runner.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

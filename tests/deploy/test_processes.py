@@ -40,13 +40,13 @@ def _stop(process: subprocess.Popen[bytes], log: Path) -> int:
     ["scheduler"],
 ], ids=["worker", "scheduler"])
 def test_process_keeps_its_heartbeat_fresh_and_stops_on_sigterm(
-    tmp_path: Path, database_url: str, redis_url: str, argv: list[str]
+    tmp_path: Path, private_database_url: str, redis_url: str, argv: list[str]
 ) -> None:
     heartbeat = tmp_path / "run" / "heartbeat"
     log = tmp_path / "process.log"
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": private_database_url,
         "REDIS_URL": redis_url,
         "FLOWYARD_WORKER_HEARTBEAT_FILE": str(heartbeat),
         "LOG_FORMAT": "console",
