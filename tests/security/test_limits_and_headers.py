@@ -194,3 +194,20 @@ def test_webhook_and_event_starts_are_limited(
     responses = _calls_in_one_window(event, 2)
     assert responses[0].status_code < 400, responses[0].json
     assert responses[1].status_code == 429
+
+
+def test_an_unreachable_redis_never_blocks_requests(
+    app_settings: Settings, session_factory: sessionmaker[Session],
+    token_for: Callable[..., Headers],
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    client = create_app(app_settings.replace(redis_url=dead, rate_limit_per_minute=1),
+                        session_factory=session_factory).test_client()
+    editor = token_for("editor")
+    for _ in range(3):
+        assert client.get("/api/secrets", headers=editor).status_code == 200
+        assert client.get("/api/secrets", headers={"Authorization": "Bearer x"}).status_code == 401
