@@ -13,3 +13,6 @@ from tests.api.conftest import (  # noqa: F401
     token_for,
     viewer,
 )
+
+# Real worker and scheduler processes for the tests that run templates.
+from tests.e2e.conftest import cluster, e2e_settings, runtime  # noqa: E402, F401
