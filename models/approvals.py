@@ -72,6 +72,13 @@ def create_approval(session: Session, *, execution_id: uuid.UUID, approver_role:
     return created, True
 
 
+def recorded_step_input(session: Session, execution_id: uuid.UUID) -> dict[str, Any]:
+    """A step's recorded config: rendered, with secret values already redacted."""
+    recorded = session.scalar(select(WorkflowExecution.input_data)
+                              .where(WorkflowExecution.id == execution_id))
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def find_approval(session: Session, approval_id: uuid.UUID) -> WorkflowApproval | None:
     return session.get(WorkflowApproval, approval_id, populate_existing=True)
 

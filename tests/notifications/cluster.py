@@ -15,6 +15,8 @@ from tests.processes import scheduler_process, worker_process
 
 RETRY_COUNT = 2
 GLOBAL_SECRET = "global-signing-secret"
+# A fixed test-only Fernet key, so `$secret` references resolve in the workers.
+SECRET_KEY = "q0ZxQ3fZ3W7rRk9pN2bq5u8yC1tV6hJ4aL0sE3dG7mI="
 
 
 def cluster_settings(settings: Any, smtp_port: int) -> Any:
@@ -24,6 +26,7 @@ def cluster_settings(settings: Any, smtp_port: int) -> Any:
         webhook_signing_secret=GLOBAL_SECRET,
         notification_retry_count=RETRY_COUNT,
         notification_backoff_seconds=0.2,
+        secret_keys=(SECRET_KEY,),
     )
 
 
@@ -34,6 +37,7 @@ def cluster_env(settings: Any) -> dict[str, str]:
         "WEBHOOK_SIGNING_SECRET": settings.webhook_signing_secret,
         "NOTIFICATION_RETRY_COUNT": str(settings.notification_retry_count),
         "FLOWYARD_NOTIFICATION_BACKOFF": str(settings.notification_backoff_seconds),
+        "FLOWYARD_SECRET_KEYS": ",".join(settings.secret_keys),
     }
 
 

@@ -179,3 +179,25 @@ def test_completion_and_failure_notices(runtime: Any, cluster: Any) -> None:
     assert by_path["/done"]["message"] == "status completed"
     assert by_path["/failed"]["message"].startswith("failed: node 'boom' failed")
     assert by_path["/failed"]["notification_type"] == "on_failure"
+
+
+def test_secret_recipient_is_used_but_never_stored_in_clear(runtime: Any, cluster: Any) -> None:
+    from models.db import transaction
+    from models.secret_store import put_secret
+
+    name = f"SLACK_URL_{uuid.uuid4().hex[:6].upper()}"
+    with http_server() as server:
+        secret_url = server.url(f"/services/{uuid.uuid4().hex}")
+        with transaction(runtime.session_factory) as session:
+            put_secret(session, runtime.settings, name, secret_url)
+        config = {"channel": "slack", "recipients": [{"$secret": name}],
+                  "message": "psst", "required": True}
+        instance_id = start(runtime, _one_node(runtime, config))
+        assert wait_status(runtime, instance_id, timeout=30).status == "completed"
+    assert [request.path for request in server.requests] == [secret_url.split(server.host)[1]]
+    step = steps(runtime, instance_id)["tell"]
+    row = _notification(runtime, step.output_data["notification_id"])
+    assert row.status == "sent"
+    assert row.recipients == [json.dumps({"$secret": name})]
+    stored = json.dumps([row.recipients, row.notification_data, row.message])
+    assert secret_url not in stored and "/services/" not in stored

@@ -25,6 +25,7 @@ from models.approvals import (
     decide_approval,
     decided_waiting_approvals,
     expire_due_approvals,
+    recorded_step_input,
 )
 from models.db import transaction
 from models.instance import WorkflowInstance
@@ -44,12 +45,14 @@ def run(config: dict[str, Any], context: Any) -> Suspend:
     expires_in = as_number(expires) if expires is not None else None
     if expires is not None and (expires_in is None or expires_in <= 0):
         raise PermanentNodeError(f"expires_in_seconds must be a positive number, got {expires!r}")
-    message = config.get("message")
     with transaction(context.session_factory) as session:
+        # The recorded (redacted) config: a `$secret` in message or data is never stored.
+        recorded = recorded_step_input(session, context.step_id)
+        message = recorded.get("message", config.get("message"))
         approval_id, created = create_approval(
             session, execution_id=context.step_id, approver_role=str(role),
             message=message if message is None or isinstance(message, str) else str(message),
-            expires_in_seconds=expires_in, data=config.get("data"))
+            expires_in_seconds=expires_in, data=recorded.get("data", config.get("data")))
         notices = _request_notices(session, context, approval_id, str(role), message) \
             if created else []
     dispatch_notifications(_celery_app(), notices)

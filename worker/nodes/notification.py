@@ -16,9 +16,11 @@ A step that runs again reuses its pending or sent row: one notification per step
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
+from models.approvals import recorded_step_input
 from models.db import transaction
 from models.notifications import (
     NewNotification,
@@ -30,6 +32,9 @@ from worker.errors import PermanentNodeError
 from worker.nodes import with_run
 from worker.notifications.notices import dispatch_notifications
 from worker.results import Suspend
+from worker.secret_resolution import is_secret_reference
+
+_SEALABLE = ("recipients", "subject", "message")
 
 
 def run(config: dict[str, Any], context: Any) -> Any:
@@ -42,15 +47,19 @@ def run(config: dict[str, Any], context: Any) -> Any:
         if existing is not None:
             notification_id, status = existing
         else:
+            recorded = recorded_step_input(session, context.step_id)
+            public, sealed = _split_secret_values(config, recorded, context.settings)
+            data = _data(config, context, required)
+            if sealed is not None:
+                data["sealed"] = sealed
             notification_id, _ = create_notification(session, NewNotification(
                 notification_type="node", channel=str(config.get("channel")),
-                recipients=[str(recipient) for recipient in recipients],
-                subject=_optional_text(config.get("subject")),
-                message=_optional_text(config.get("message")) or "",
+                recipients=[str(recipient) for recipient in public["recipients"]],
+                subject=_optional_text(public["subject"]),
+                message=_optional_text(public["message"]) or "",
                 idempotency_key=context.idempotency_key,
                 instance_id=context.instance_id, execution_id=context.step_id,
-                workflow_id=_workflow_id(context),
-                notification_data=_data(config, context, required),
+                workflow_id=_workflow_id(context), notification_data=data,
             ))
             status = "pending"
     if status == "pending":
@@ -59,6 +68,31 @@ def run(config: dict[str, Any], context: Any) -> Any:
     if required and status != "sent":
         return Suspend(output=output)
     return output
+
+
+def _split_secret_values(config: dict[str, Any], recorded: dict[str, Any],
+                         settings: Any) -> tuple[dict[str, Any], str | None]:
+    """Redacted recipients/subject/message for the row's columns (the API shows them), and
+    the resolved values that differ, encrypted, for the sender (e.g. a Slack URL `$secret`).
+    """
+    public = {field: _show_references(recorded.get(field, config.get(field)))
+              for field in _SEALABLE}
+    differing = {field: config.get(field) for field in _SEALABLE
+                 if public[field] != config.get(field)}
+    if not differing or not settings.secret_keys:
+        # Nothing was redacted (no `$secret` can resolve without keys either).
+        return {field: config.get(field) for field in _SEALABLE}, None
+    sealed = encrypt_value(settings, json.dumps(differing)).decode("ascii")
+    return public, sealed
+
+
+def _show_references(value: Any) -> Any:
+    """`{"$secret": "NAME"}` shown as its JSON text (the columns hold strings)."""
+    if is_secret_reference(value):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return [_show_references(item) for item in value]
+    return value
 
 
 def _data(config: dict[str, Any], context: Any, required: bool) -> dict[str, Any]:

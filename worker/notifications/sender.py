@@ -9,6 +9,7 @@ Must not hold a database transaction open while talking to the outside world.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -119,13 +120,27 @@ class NotificationSender:
         if isinstance(extra, dict):
             metadata["data"] = extra
         sender = data.get("from")
+        # Values that held secrets are stored redacted in the row and sealed here.
+        sealed = self._unseal(data.get("sealed"))
+        recipients = sealed.get("recipients", claim.recipients)
         return Message(
             notification_id=str(claim.id), channel=claim.channel,
-            recipients=tuple(str(r) for r in claim.recipients), subject=claim.subject,
-            body=claim.message, idempotency_key=claim.idempotency_key, metadata=metadata,
+            recipients=tuple(str(r) for r in recipients),
+            subject=str(sealed.get("subject", claim.subject) or ""),
+            body=str(sealed.get("message", claim.message) or ""),
+            idempotency_key=claim.idempotency_key, metadata=metadata,
             secret=self._signing_secret(data),
             sender=sender if isinstance(sender, str) else None,
         )
+
+    def _unseal(self, sealed: Any) -> dict[str, Any]:
+        if not isinstance(sealed, str):
+            return {}
+        try:
+            values = json.loads(decrypt_value(self._settings, sealed.encode("ascii")))
+        except (SecretStoreError, ValueError) as error:
+            raise PermanentNotificationError(f"sealed notification fields: {error}") from None
+        return values if isinstance(values, dict) else {}
 
     def _signing_secret(self, data: Mapping[str, Any]) -> str | None:
         """The node's `secret` (stored encrypted) or a notice's literal / `{"$secret": NAME}`."""
