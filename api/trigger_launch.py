@@ -1,7 +1,7 @@
 """The launcher the trigger endpoints (hooks, events) fire through, with errors mapped to HTTP.
 
-Instances start `pending`; the reconciler's admission job starts them (CONTRACT §4.2), so
-nothing here dispatches. Must not commit.
+Instances start `pending`; `admit_after_commit` runs admission right away (as execute does),
+and the reconciler's admission job covers anything left. `launch_for_api` must not commit.
 """
 
 from __future__ import annotations
@@ -23,3 +23,11 @@ def launch_for_api(session: Session, request: LaunchRequest) -> uuid.UUID:
         raise ConflictError(str(error)) from None
     except UnknownWorkflowError as error:
         raise NotFoundError(str(error)) from None
+
+
+def admit_after_commit() -> None:
+    """Start what the committed firing created, within the admission limit."""
+    from api.resources.instances import worker_runtime
+    from worker.admission import admit_and_dispatch
+
+    admit_and_dispatch(worker_runtime())

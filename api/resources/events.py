@@ -17,7 +17,7 @@ from api.audit import set_audit_resource
 from api.auth import require_role
 from api.context import request_session
 from api.schemas.triggers import EventResultSchema, EventSchema
-from api.trigger_launch import launch_for_api
+from api.trigger_launch import admit_after_commit, launch_for_api
 from engine.expressions import ExpressionError, evaluate_condition
 from models.triggers import matching_event_triggers
 from models.workflow import WorkflowTrigger
@@ -59,6 +59,8 @@ class Events(MethodView):
                 started.append({"trigger_id": trigger.id, "workflow_id": trigger.workflow_id,
                                 "instance_id": instance_id})
         session.commit()
+        if started:
+            admit_after_commit()
         set_audit_resource("events", f"{event['source']}:{event['type']}"[:100],
                            {"started": len(started)})
         return {"started": started, "errors": errors}

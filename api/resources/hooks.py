@@ -28,7 +28,7 @@ from api.errors import (
     UnprocessableError,
 )
 from api.schemas.triggers import HookResultSchema
-from api.trigger_launch import launch_for_api
+from api.trigger_launch import admit_after_commit, launch_for_api
 from engine.statuses import TriggerType
 from models.triggers import find_trigger
 from models.workflow import Workflow, WorkflowTrigger
@@ -97,6 +97,7 @@ class Hook(MethodView):
         if instance_id is None:
             raise ConflictError("the trigger or its workflow is inactive")
         session.commit()
+        admit_after_commit()
         set_audit_resource("workflow-instances", instance_id, {"trigger_id": str(trigger_id)})
         return {"instance_id": instance_id, "trigger_id": trigger.id,
                 "workflow_id": trigger.workflow_id, "status": "pending"}
