@@ -134,12 +134,13 @@ def _with_steps(approvals: list[Any]) -> list[dict[str, Any]]:
 
 def _runtime() -> WorkerRuntime:
     """The worker collaborators the API needs to resume a step (one per app)."""
-    runtime = current_app.extensions.get(_RUNTIME_KEY)
+    runtime: WorkerRuntime | None = current_app.extensions.get(_RUNTIME_KEY)
     if runtime is None:
         state = app_state()
+        # The API's own engine (or test connection): the runtime only uses its sessions.
+        bind: Any = state.session_factory.kw.get("bind")
         runtime = WorkerRuntime(settings=state.settings, node_types=state.node_types,
-                                engine=state.session_factory.kw.get("bind"),
-                                session_factory=state.session_factory,
+                                engine=bind, session_factory=state.session_factory,
                                 celery=state.celery_app)
         current_app.extensions[_RUNTIME_KEY] = runtime
-    return runtime  # type: ignore[no-any-return]
+    return runtime
