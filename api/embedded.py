@@ -136,6 +136,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or reuse) the server and make sure the flowyard database exists; its URL."""
+        _pgserver_bin_path()  # imports pgserver with its start-up warning silenced
         _check_postgres_version(self._pgdata)
         import pgserver
 
