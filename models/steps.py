@@ -49,26 +49,43 @@ def _json(statement: TextClause, *names: str) -> TextClause:
 
 
 def claim_step(
-    session: Session, execution_id: uuid.UUID, lease_seconds: float, task_id: str | None
+    session: Session, execution_id: uuid.UUID, lease_seconds: float, task_id: str | None,
+    input_data: Any = None,
 ) -> ClaimedStep | None:
-    """pending -> running with attempt+1 and a lease, only when due and the instance runs."""
+    """pending -> running with attempt+1 and a lease, only when due and the instance runs.
+
+    Locks the instance row first (every writer locks instance, then step: no deadlock) to
+    name this node as its `current_step`, and records the attempt's (redacted) input.
+    """
+    instance = session.execute(
+        text("""
+            UPDATE workflow_instances AS i SET current_step = e.node_id
+              FROM workflow_executions AS e
+             WHERE e.id = :id AND i.id = e.instance_id AND i.status = 'running'
+               AND e.status = 'pending' AND (e.run_after IS NULL OR e.run_after <= now())
+         RETURNING i.id
+        """),
+        {"id": execution_id},
+    ).one_or_none()
+    if instance is None:
+        return None
     row = session.execute(
-        text(
+        _json(text(
             """
             UPDATE workflow_executions AS e
                SET status = 'running', attempt = e.attempt + 1, started_at = now(),
                    heartbeat_at = now(), completed_at = NULL, error_message = NULL,
                    lease_expires_at = now() + make_interval(secs => :lease),
-                   celery_task_id = :task_id, run_after = NULL, updated_at = now()
+                   celery_task_id = :task_id, run_after = NULL, updated_at = now(),
+                   input_data = :input
              WHERE e.id = :id AND e.status = 'pending'
                AND (e.run_after IS NULL OR e.run_after <= now())
-               AND EXISTS (SELECT 1 FROM workflow_instances i
-                            WHERE i.id = e.instance_id AND i.status = 'running')
          RETURNING e.id, e.instance_id, e.node_id, e.step_type, e.attempt,
                    coalesce(e.retry_count, 0), coalesce(e.max_retries, 0)
             """
-        ),
-        {"id": execution_id, "lease": float(lease_seconds), "task_id": task_id},
+        ), "input"),
+        {"id": execution_id, "lease": float(lease_seconds), "task_id": task_id,
+         "input": input_data},
     ).one_or_none()
     if row is None:
         return None
@@ -91,18 +108,6 @@ def heartbeat(session: Session, execution_id: uuid.UUID, attempt: int,
         {"id": execution_id, "attempt": attempt, "lease": float(lease_seconds)},
     ).one_or_none()
     return result is not None
-
-
-def record_input(session: Session, execution_id: uuid.UUID, attempt: int,
-                 input_data: dict[str, Any]) -> None:
-    """Store the (redacted) resolved config the attempt runs with."""
-    session.execute(
-        _json(text("""
-            UPDATE workflow_executions SET input_data = :input
-             WHERE id = :id AND status = 'running' AND attempt = :attempt
-        """), "input"),
-        {"id": execution_id, "attempt": attempt, "input": input_data},
-    )
 
 
 def finish_step(

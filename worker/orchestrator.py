@@ -33,7 +33,7 @@ from models.steps import (
 from worker.planning import advance
 from worker.results import NodeResult, Suspend
 from worker.runtime import WorkerRuntime
-from worker.step_run import StepFailure, run_handler
+from worker.step_run import PreparedStep, StepFailure, prepare_step, run_handler
 
 log = structlog.get_logger("flowyard.orchestrator")
 
@@ -57,19 +57,22 @@ NOTHING = AfterCommit([], [], False)
 def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str | None) -> str:
     """Run one delivery of a step; returns what happened (for logs and tests)."""
     settings = runtime.settings
-    with transaction(runtime.session_factory) as session:
-        claimed = claim_step(session, execution_id, settings.step_lease_seconds, task_id)
-    if claimed is None:
+    prepared = prepare_step(runtime, execution_id)
+    claimed = None
+    if prepared is not None:
+        with transaction(runtime.session_factory) as session:
+            claimed = claim_step(session, execution_id, settings.step_lease_seconds, task_id,
+                                 input_data=_input_record(prepared))
+    if claimed is None or prepared is None:
         log.info("step.stale_delivery", execution_id=str(execution_id))
         return "stale"
     bound = log.bind(instance_id=str(claimed.instance_id), node_id=claimed.node_id,
                      attempt=claimed.attempt)
-    _mark_current_step(runtime, claimed)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat_loop, args=(runtime, claimed, stop), daemon=True)
     beat.start()
     try:
-        outcome = run_handler(runtime, claimed)
+        outcome = run_handler(runtime, claimed, prepared)
     finally:
         stop.set()
         beat.join()
@@ -79,14 +82,9 @@ def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str |
     return type(outcome).__name__
 
 
-def _mark_current_step(runtime: WorkerRuntime, claimed: ClaimedStep) -> None:
-    from sqlalchemy import text
-
-    with transaction(runtime.session_factory) as session:
-        session.execute(
-            text("UPDATE workflow_instances SET current_step = :node WHERE id = :id"),
-            {"node": claimed.node_id, "id": claimed.instance_id},
-        )
+def _input_record(prepared: PreparedStep) -> Any:
+    """The attempt's rendered config as recorded: secret references stay references."""
+    return prepared.rendered if isinstance(prepared.rendered, dict) else None
 
 
 def _heartbeat_loop(runtime: WorkerRuntime, claimed: ClaimedStep, stop: threading.Event) -> None:

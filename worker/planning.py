@@ -56,17 +56,24 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
     graph, configuration = runtime.graphs.get(session, instance.workflow_version_id)
     base = {"input": instance_input(instance), "instance": instance_facts(instance)}
     dispatch: list[StepRef] = []
+    steps = steps_of(session, instance.id)
     for _ in range(_MAX_PLAN_ROUNDS):
-        steps = steps_of(session, instance.id)
-        result = planner.plan(graph, planner_steps(steps), base, runtime.node_types)
+        states = planner_steps(steps)
+        result = planner.plan(graph, states, base, runtime.node_types)
         changed = _fail_condition_errors(session, steps, result)
         inserted = _record_decisions(session, graph, instance.id, result)
         dispatch.extend(ref for ref in inserted if ref is not None)
-        if not inserted and not changed:
+        # The planner cascades skips and passthroughs to a fixpoint in one call, so only a
+        # step failed for its edge condition needs another round.
+        if not changed:
             break
-    steps = steps_of(session, instance.id)
-    _update_progress(instance, graph, steps)
+        steps = steps_of(session, instance.id)
+    states.update({node_id: planner.StepState(StepStatus.PENDING) for node_id in result.ready})
+    states.update({node_id: planner.StepState(StepStatus.SKIPPED) for node_id in result.skipped})
+    states.update(result.passthrough_steps())
+    instance.progress = planner.progress(graph, states)
     if result.outcome != planner.OUTCOME_RUNNING:
+        steps = steps_of(session, instance.id)
         finalize(session, instance, graph, steps, result)
         notify_instance_finished(session, instance, configuration, steps)
         return Advance(dispatch=[], finished=True)
@@ -120,17 +127,6 @@ def _record_decisions(session: Session, graph: WorkflowGraph, instance_id: uuid.
                        node.retries, handle=state.selected_handle, output={}) is not None:
             recorded.append(None)
     return recorded
-
-
-def _update_progress(instance: WorkflowInstance, graph: WorkflowGraph,
-                     steps: list[WorkflowExecution]) -> None:
-    final = {s.value for s in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED)}
-    decided = sum(1 for step in steps if step.status in final)
-    total = max(len(graph.node_by_id), 1)
-    instance.progress = min(100, (decided * 100) // total)
-    started = [step for step in steps if step.started_at is not None]
-    if started:
-        instance.current_step = max(started, key=lambda s: s.started_at).node_id  # type: ignore[arg-type,return-value]
 
 
 def finalize(session: Session, instance: WorkflowInstance, graph: WorkflowGraph,

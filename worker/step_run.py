@@ -7,6 +7,7 @@ unredacted.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,11 +17,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from engine.expressions import ExpressionError, expression_context, render_template_value
 from engine.nodetypes import NodeConfigError
-from models.db import transaction
-from models.instance import WorkflowInstance
+from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import steps_of
 from models.settings import Settings
-from models.steps import ClaimedStep, record_input
+from models.steps import ClaimedStep
 from worker.errors import PermanentNodeError, StepTimeoutError
 from worker.outbound import OutboundBlockedError
 from worker.planning import instance_facts, instance_input, nodes_context
@@ -61,23 +61,46 @@ class StepContext:
         return self.expressions.get("input")
 
 
-def build_context(runtime: WorkerRuntime, claimed: ClaimedStep) -> tuple[StepContext, Any]:
-    """The handler context and the node's raw config, read in one short session."""
+@dataclass(frozen=True)
+class PreparedStep:
+    """What a delivery reads before claiming: the context and the rendered config.
+
+    `render_error` is set when the config's templates cannot be rendered: the step is still
+    claimed, and fails with it.
+    """
+
+    context: StepContext
+    node_type: Any
+    rendered: Any
+    render_error: Exception | None = None
+
+
+def prepare_step(runtime: WorkerRuntime, execution_id: uuid.UUID) -> PreparedStep | None:
+    """Read what the step needs in one short session; None when it is not pending (stale)."""
     with runtime.session_factory() as session:
-        instance = session.get(WorkflowInstance, claimed.instance_id)
+        step = session.get(WorkflowExecution, execution_id)
+        if step is None or step.status != "pending":
+            return None
+        instance = session.get(WorkflowInstance, step.instance_id)
         if instance is None or instance.workflow_version_id is None:
-            raise PermanentNodeError("the instance or its workflow version is gone")
+            return None
         graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
-        steps = [s for s in steps_of(session, claimed.instance_id)
+        steps = [s for s in steps_of(session, step.instance_id)
                  if s.status in ("completed", "failed", "skipped")]
         expressions = expression_context(instance_input(instance), nodes_context(steps),
                                          instance_facts(instance))
-    node = graph.node(claimed.node_id)
-    context = StepContext(step_id=claimed.id, instance_id=claimed.instance_id,
-                          node_id=claimed.node_id, attempt=claimed.attempt,
-                          expressions=expressions, settings=runtime.settings,
+        node_id, instance_id = step.node_id, step.instance_id
+        node_type = runtime.node_types.get(step.step_type)
+    context = StepContext(step_id=execution_id, instance_id=instance_id, node_id=node_id,
+                          attempt=0, expressions=expressions, settings=runtime.settings,
                           session_factory=runtime.session_factory)
-    return context, dict(node.config)
+    node = graph.node_by_id.get(node_id)
+    raw_config = dict(node.config) if node is not None else {}
+    try:
+        rendered = _render(node_type, raw_config, expressions)
+    except ExpressionError as error:
+        return PreparedStep(context, node_type, raw_config, error)
+    return PreparedStep(context, node_type, rendered)
 
 
 def _secret_lookup(runtime: WorkerRuntime) -> Any:
@@ -90,20 +113,18 @@ def _secret_lookup(runtime: WorkerRuntime) -> Any:
     return lookup
 
 
-def run_handler(runtime: WorkerRuntime, claimed: ClaimedStep) -> Any:
+def run_handler(runtime: WorkerRuntime, claimed: ClaimedStep, prepared: PreparedStep) -> Any:
     """The handler's outcome, or a StepFailure whose message is free of secret values."""
     secret_values: frozenset[str] = frozenset()
+    context = dataclasses.replace(prepared.context, attempt=claimed.attempt)
     try:
-        context, raw_config = build_context(runtime, claimed)
-        node_type = runtime.node_types.get(claimed.step_type)
-        if node_type is None:
+        if prepared.node_type is None:
             raise PermanentNodeError(f"node type {claimed.step_type!r} is not installed")
-        rendered = _render(node_type, raw_config, context.expressions)
-        resolved, secret_values = resolve_secrets(rendered, _secret_lookup(runtime))
-        config = node_type.load_config(resolved)
-        with transaction(runtime.session_factory) as session:
-            record_input(session, claimed.id, claimed.attempt, redact(rendered, secret_values))
-        outcome = node_type.run(config, context)
+        if prepared.render_error is not None:
+            raise prepared.render_error
+        resolved, secret_values = resolve_secrets(prepared.rendered, _secret_lookup(runtime))
+        config = prepared.node_type.load_config(resolved)
+        outcome = prepared.node_type.run(config, context)
         return _redact_outcome(outcome, secret_values) if secret_values else outcome
     except SoftTimeLimitExceeded:
         error: Exception = StepTimeoutError("the step ran past its timeout_seconds")

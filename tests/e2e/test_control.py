@@ -100,7 +100,12 @@ def _delay_flow(runtime: Any, seconds: float) -> uuid.UUID:
 
 def test_pause_holds_and_resume_completes(runtime: Any, cluster: Any) -> None:
     instance_id = start(runtime, _delay_flow(runtime, 1.5))
-    wait_until(lambda: steps(runtime, instance_id).get("wait"), 20, message="delay step")
+
+    def delay_running() -> bool:
+        step = steps(runtime, instance_id).get("wait")
+        return step is not None and step.status == "running"
+
+    wait_until(delay_running, 20, message="delay step running")
     _control(runtime, "pause", instance_id)
     assert instance_row(runtime, instance_id).status == "paused"
     # The running delay finishes and is recorded; the next step is decided but never starts.
