@@ -44,13 +44,18 @@ def pending_children_of_running_parents(session: Session, limit: int = 100) -> l
 
 def ended_children_of_waiting_steps(session: Session, limit: int = 100) -> list[EndedChild]:
     """Subworkflow steps still waiting although their child instance has ended."""
+    # Only each step's latest child counts: a retried step started a new one.
     rows = session.execute(text(f"""
-        SELECT step.id, child.id, child.status, child.output_data, child.error_details
-          FROM workflow_executions step
-          JOIN workflow_instances child ON child.parent_execution_id = step.id
-         WHERE step.step_type = 'subworkflow' AND step.status = 'waiting_approval'
-           AND child.status IN {_FINAL}
-         ORDER BY child.completed_at NULLS FIRST, step.id
+        SELECT step_id, child_id, status, output_data, error_details FROM (
+            SELECT DISTINCT ON (step.id) step.id AS step_id, child.id AS child_id,
+                   child.status, child.output_data, child.error_details, child.completed_at
+              FROM workflow_executions step
+              JOIN workflow_instances child ON child.parent_execution_id = step.id
+             WHERE step.step_type = 'subworkflow' AND step.status = 'waiting_approval'
+             ORDER BY step.id, child.created_at DESC, child.id DESC
+        ) latest
+         WHERE status IN {_FINAL}
+         ORDER BY completed_at NULLS FIRST, step_id
          LIMIT :limit
     """), {"limit": limit}).all()
     return [EndedChild(row[0], row[1], row[2], row[3], row[4]) for row in rows]
@@ -84,3 +89,12 @@ def nesting_depth(session: Session, instance_id: uuid.UUID) -> int:
         SELECT max(depth) FROM chain
     """), {"id": instance_id, "cap": MAX_DEPTH + 1}).scalar_one()
     return int(depth or 0)
+
+
+def children_of_step(session: Session, step_id: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
+    """(id, status) of every child a subworkflow step started, oldest first."""
+    rows = session.execute(text("""
+        SELECT id, status FROM workflow_instances WHERE parent_execution_id = :step
+         ORDER BY created_at, id
+    """), {"step": step_id}).all()
+    return [(row[0], row[1]) for row in rows]

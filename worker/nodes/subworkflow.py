@@ -8,8 +8,9 @@ Semantics (CONTRACT §2):
 - The step then waits in `waiting_approval` (the contract's only held step status), holding
   no worker slot. The reconciler job `resume_subworkflow_steps` finishes it once the child
   ends: completed -> output = the child's `output_data`; failed or cancelled -> the step fails
-  with the child's error (then retries, `error` edges and `on_error` apply as for any step
-  failure, a retry starting nothing new since the child already exists).
+  with the child's error (`error` edges apply; with `on_error: continue` and no error edge
+  it completes with `{"error": message}`). Node `retries` do not re-run a finished child;
+  retrying the failed parent instance runs the step again, which starts a fresh child.
 - Cancelling (or otherwise ending) the parent cancels its unfinished children: the job
   `cancel_orphaned_children`, and recursively their own children on the next passes.
 - Admission: children count as running instances like any other, but a pending child whose
@@ -31,10 +32,12 @@ import structlog
 
 from engine.statuses import InstanceStatus
 from models.db import transaction
-from models.instance import WorkflowInstance
+from models.instance import WorkflowExecution, WorkflowInstance
 from models.subworkflows import (
     MAX_DEPTH,
+    EndedChild,
     children_of_ended_parents,
+    children_of_step,
     ended_children_of_waiting_steps,
     nesting_depth,
 )
@@ -72,12 +75,27 @@ def run(config: dict[str, Any], context: Any) -> Suspend:
         try:
             child, _ = create_instance(
                 session, workflow, child_input, parent.priority or "normal",
-                idempotency_key=f"subworkflow:{context.step_id}", triggered_by="subworkflow",
-                trigger_source=str(parent.id), parent_execution_id=context.step_id)
+                idempotency_key=_child_key(session, context.step_id),
+                triggered_by="subworkflow", trigger_source=str(parent.id),
+                parent_execution_id=context.step_id)
         except InactiveWorkflowError as error:
             raise PermanentNodeError(str(error)) from None
         child_id = child.id
     return Suspend(output={"child_instance_id": str(child_id)})
+
+
+def _child_key(session: Any, step_id: uuid.UUID) -> str:
+    """The idempotency key of the child this run of the step should have.
+
+    A re-delivered step gets the key of its existing child (so no second child starts),
+    unless every child so far failed or was cancelled: then the step is running again
+    because the parent was retried, and it starts a fresh child.
+    """
+    children = children_of_step(session, step_id)
+    failed = (InstanceStatus.FAILED.value, InstanceStatus.CANCELLED.value)
+    generation = len(children) if children and children[-1][1] in failed else \
+        max(len(children) - 1, 0)
+    return f"subworkflow:{step_id}" + (f":{generation}" if generation else "")
 
 
 def resume_subworkflow_steps(runtime: WorkerRuntime) -> int:
@@ -93,15 +111,35 @@ def resume_subworkflow_steps(runtime: WorkerRuntime) -> int:
                 after = finish_waiting_step(session, runtime, child.step_id,
                                             child.output or {})
             else:
-                error = (f"subworkflow instance {child.child_id} {child.status}: "
-                         f"{child.error or 'no details'}")
-                after = finish_waiting_step(session, runtime, child.step_id,
-                                            {"child_instance_id": str(child.child_id)},
-                                            failed_error=error)
+                after = _fail_step(session, runtime, child)
         if after is not None:
             apply_after_commit(runtime, after)
             resumed += 1
     return resumed
+
+
+def _fail_step(session: Any, runtime: WorkerRuntime, child: EndedChild) -> Any:
+    """Fail the step for its child; `on_error: continue` completes it with `{"error"}`."""
+    from worker.orchestrator import finish_waiting_step
+
+    error = (f"subworkflow instance {child.child_id} {child.status}: "
+             f"{child.error or 'no details'}")
+    if _continues_on_error(session, runtime, child.step_id):
+        return finish_waiting_step(session, runtime, child.step_id, {"error": error})
+    return finish_waiting_step(session, runtime, child.step_id,
+                               {"child_instance_id": str(child.child_id)},
+                               failed_error=error)
+
+
+def _continues_on_error(session: Any, runtime: WorkerRuntime, step_id: uuid.UUID) -> bool:
+    step = session.get(WorkflowExecution, step_id)
+    instance = session.get(WorkflowInstance, step.instance_id) if step is not None else None
+    if instance is None or instance.workflow_version_id is None:
+        return False
+    graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
+    node = graph.node_by_id.get(step.node_id)
+    has_error_edges = any(edge.source_handle == "error" for edge in graph.outgoing(step.node_id))
+    return node is not None and node.on_error == "continue" and not has_error_edges
 
 
 def cancel_orphaned_children(runtime: WorkerRuntime) -> int:
