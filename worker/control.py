@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from engine.statuses import InstanceStatus
@@ -120,7 +121,7 @@ def after_control(runtime: WorkerRuntime, result: ControlResult) -> None:
     admit_and_dispatch(runtime)
 
 
-def _now(session: Session) -> object:
-    from sqlalchemy import func, select
-
-    return session.execute(select(func.now())).scalar_one()
+def _now(session: Session) -> datetime:
+    """The database clock (never the worker's)."""
+    now: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
+    return now
