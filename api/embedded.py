@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.supervisor import die_with_parent
+
 # Bumped when the layout of the data directory changes in a way an older Flowyard cannot read.
 DATA_DIR_FORMAT = 1
 _MARKER = "flowyard.json"
@@ -219,7 +221,8 @@ class EmbeddedRedis:
         ]
         # Own session: a Ctrl-C in the terminal reaches `flowyard up` only, which stops Redis
         # last, after the workers have finished with it.
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=die_with_parent)
         _wait_for_port(self.port, self.process, self._log)
         return self.url
 

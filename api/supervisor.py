@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class Supervisor:
                 # A new session: terminal signals reach only the supervisor, which forwards
                 # them in order; killpg then also reaches gunicorn/celery pool children.
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         except OSError as error:
             if log_file:
@@ -88,6 +90,17 @@ class Supervisor:
             if child.log_file:
                 child.log_file.close()
                 child.log_file = None
+
+
+def die_with_parent() -> None:
+    """In a forked child: get SIGTERM if the supervisor dies, even by SIGKILL (Linux only)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

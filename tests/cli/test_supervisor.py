@@ -72,3 +72,33 @@ def test_first_exited_reports_a_child_that_died(tmp_path: Path) -> None:
     assert exited.name == "short" and exited.process.returncode == 3
     assert "bye" in (tmp_path / "short.log").read_text()
     supervisor.stop(timeout=5)
+
+
+_DYING_SUPERVISOR = """
+import os, sys, time
+from api.supervisor import Supervisor
+supervisor = Supervisor()
+child = supervisor.start("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"],
+                         dict(os.environ))
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_children_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    import subprocess
+
+    parent = subprocess.Popen([sys.executable, "-c", _DYING_SUPERVISOR], stdout=subprocess.PIPE,
+                              env=dict(os.environ), cwd=Path(__file__).resolve().parents[2])
+    assert parent.stdout is not None
+    child = psutil.Process(int(parent.stdout.readline()))
+    try:
+        assert child.is_running()
+        parent.kill()
+        parent.wait(30)
+        wait_for(lambda: gone([child]) == [], 30, "the orphaned child to stop")
+    finally:
+        parent.kill()
+        parent.wait(30)
+        if gone([child]):
+            child.kill()
