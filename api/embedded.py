@@ -144,7 +144,8 @@ class EmbeddedPostgres:
 
         try:
             # cleanup_mode=None: we stop the server ourselves, in order, at shutdown.
-            server = pgserver.get_server(self._pgdata, cleanup_mode=None)
+            server = pgserver.get_server(  # type: ignore[attr-defined]
+                self._pgdata, cleanup_mode=None)
         except (subprocess.SubprocessError, OSError, AssertionError) as error:
             raise EmbeddedError(
                 f"embedded PostgreSQL did not start ({error}); see {self._pgdata / 'log'}"
@@ -161,7 +162,7 @@ class EmbeddedPostgres:
         """Fast shutdown (disconnect clients, checkpoint, exit) and wait until it is gone."""
         if self.pid is None:
             return
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._pgdata, user=self._system_user,

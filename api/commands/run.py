@@ -63,7 +63,7 @@ def _error_text(response: Any) -> str:
     try:
         error = response.json()["error"]
     except (ValueError, KeyError, TypeError):
-        return response.text[:300]
+        return str(response.text[:300])
     text = f"{error.get('code')}: {error.get('message')}"
     if error.get("details"):
         text += f" {json.dumps(error['details'], separators=(',', ':'))[:2000]}"
