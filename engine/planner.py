@@ -6,10 +6,11 @@ Semantics (CONTRACT §4.3, §4.4), over enabled edges only (a disabled edge does
 - An edge is decided once its source is decided:
   * source `completed`: taken when the edge's handle equals the selected handle (never for
     `error` edges) and its condition, if any, is true; otherwise not taken;
-  * source `failed`: only its `error`-handle edges are taken (their conditions, if any, apply);
+  * source `failed`: only its `error`-handle edges are taken (their conditions, if any,
+    apply; a condition that raises there counts as false, since the step already failed);
   * source `skipped`: not taken, unless the step is a passthrough (`skipped` WITH a
     `selected_handle`: a disabled node), which decides as if it completed with output `{}`
-    and that handle;
+    and that handle (a condition that raises on a passthrough counts as false);
   * source without a step, or `pending`/`running`/`waiting_approval`: undecided.
 - Conditions see `input`, `instance` (from `base_context`), `nodes` (`nodes.<id>.output`,
   `nodes.<id>.status` for every node with a step) and `output` (the source's output). A
@@ -21,9 +22,13 @@ Semantics (CONTRACT §4.3, §4.4), over enabled edges only (a disabled edge does
   `Plan.passthrough_steps()`; its edges decide in the same call. Skips and passthroughs
   cascade to a fixpoint in one call (one pass in topological order).
 - Outcome: `failed` when a step is failed, none of its `error` edges was taken and its
-  `on_error` is `fail` (`failed_node` names the first such node in document order; `ready`
-  is then empty: nothing new starts). `completed` when every node is decided, no step is
+  `on_error` is `fail` (`failed_node` names the first such node in document order); nothing
+  new is then decided (`ready`, `passthrough`, `skipped`, `condition_errors` are empty) and
+  a retry plans again. `completed` when every node is decided, no step is
   pending/running/waiting and nothing is ready. Otherwise `running`.
+- Edges into a node that already has a step are not decided again (`Plan.edges` leaves them
+  out, except the `error` edges of failed steps), so conditions are evaluated once per
+  decision and replanning a finished instance changes nothing.
 - `on_error: continue` is the caller's business: it records the step `completed` with output
   `{"error": message}`, and its default edges decide as usual.
 """
@@ -113,7 +118,7 @@ class _Planner:
         self.passthrough: dict[str, str] = {}
         self.skipped: list[str] = []
 
-    def _condition(self, edge: Edge, output: Any) -> bool | None:
+    def _condition(self, edge: Edge, output: Any, report: bool = True) -> bool | None:
         if edge.condition is None:
             return True
         context = expression_context(
@@ -125,6 +130,8 @@ class _Planner:
         try:
             return evaluate_condition(edge.condition, context)
         except ExpressionError as error:
+            if not report:
+                return False
             self.condition_errors.setdefault(edge.source, f"edge {edge.id!r}: {error}")
             return None
 
@@ -136,7 +143,10 @@ class _Planner:
         default = default_handle(self.graph.node(edge.source).type, self.registry)
         handle = edge.source_handle or default
         if state.status == StepStatus.FAILED:
-            return self._condition(edge, state.output) if handle == ERROR_HANDLE else False
+            if handle != ERROR_HANDLE:
+                return False
+            # The step has already failed: a broken condition cannot fail it again.
+            return self._condition(edge, state.output, report=False)
         if state.is_passthrough:
             selected: str | None = state.selected_handle
             output: Any = {}
@@ -148,7 +158,8 @@ class _Planner:
             return None
         if handle is None or handle == ERROR_HANDLE or handle != selected:
             return False
-        return self._condition(edge, output)
+        # A passthrough has no step to fail: a condition that raises there counts as false.
+        return self._condition(edge, output, report=not state.is_passthrough)
 
     def _record(self, node_id: str, state: StepState) -> None:
         self.states[node_id] = state
@@ -170,12 +181,21 @@ class _Planner:
         else:
             self.ready.append(node_id)
 
+    def _matters(self, edge: Edge) -> bool:
+        # Once a target has a step its incoming edges decide nothing more, so conditions are
+        # not evaluated again (replanning a finished instance is cheap and changes nothing);
+        # error edges of a failed step still decide whether the failure is handled.
+        if edge.target not in self.states:
+            return True
+        state = self.states.get(edge.source)
+        return state is not None and state.status == StepStatus.FAILED
+
     def run(self) -> None:
         for node_id in self.graph.topological_order():
             if node_id not in self.states:
                 self.decide_node(node_id)
             for edge in self.graph.outgoing(node_id):
-                decision = self.decide_edge(edge)
+                decision = self.decide_edge(edge) if self._matters(edge) else None
                 if decision is not None:
                     self.edges[edge.id] = decision
 
@@ -198,8 +218,11 @@ class _Planner:
             for node in self.graph.nodes
         )
         outcome = OUTCOME_FAILED if failed else OUTCOME_COMPLETED if finished else OUTCOME_RUNNING
+        if failed:
+            # Nothing new is decided once the instance fails: a retry plans again.
+            return Plan(outcome=outcome, failed_node=failed[0], edges=self.edges)
         return Plan(
-            ready=() if failed else order(self.ready),
+            ready=order(self.ready),
             passthrough=order(self.passthrough),
             skipped=order(self.skipped),
             condition_errors=tuple(
@@ -207,7 +230,6 @@ class _Planner:
                 for node_id in order(self.condition_errors)
             ),
             outcome=outcome,
-            failed_node=failed[0] if failed else None,
             edges=self.edges,
             passthrough_handles=dict(self.passthrough),
         )

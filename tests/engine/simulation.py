@@ -36,7 +36,7 @@ def simulate(
     graph: WorkflowGraph,
     runner: Runner,
     base_context: Mapping[str, Any] | None = None,
-    max_rounds: int = 10_000,
+    max_rounds: int | None = None,
 ) -> Run:
     """Plan, record decisions, run every ready node, repeat until the outcome is final.
 
@@ -44,7 +44,9 @@ def simulate(
     when a node is decided twice or the run does not end within `max_rounds` plans.
     """
     run = Run()
-    for _ in range(max_rounds):
+    # Each round decides a node or fails a step over a condition error, each at most once.
+    rounds = max_rounds if max_rounds is not None else 2 * len(graph.nodes) + 3
+    for _ in range(rounds):
         current = plan(graph, run.steps, base_context, BUILTIN_NODE_TYPES)
         run.plans.append(current)
         decided = [*current.ready, *current.passthrough, *current.skipped]
@@ -54,6 +56,7 @@ def simulate(
             run.steps[node_id] = StepState(StepStatus.SKIPPED)
         run.steps.update(current.passthrough_steps())
         for node_id, message in current.condition_errors:
+            assert run.steps[node_id].status == StepStatus.COMPLETED, current
             run.steps[node_id] = failed(message)
         if current.outcome != "running":
             run.outcome, run.failed_node = current.outcome, current.failed_node

@@ -332,3 +332,47 @@ def test_a_cycle_is_refused() -> None:
     graph = build(["a", "b"], ["a->b", "b->a"])
     with pytest.raises(ValueError, match="cycle"):
         plan(graph, {})
+
+
+def test_a_failed_instance_decides_nothing_more() -> None:
+    graph = build(["a", "b", "c", "d"], ["a->b", "b->c", "a->d"])
+    decided = plan(graph, {"a": completed(), "b": failed()})
+    assert (decided.ready, decided.skipped, decided.passthrough) == ((), (), ())
+    assert decided.outcome == "failed"
+
+
+def test_a_raising_condition_on_a_failed_steps_error_edge_counts_as_false() -> None:
+    graph = build(
+        ["a", "handler"],
+        [
+            {
+                "source": "a",
+                "target": "handler",
+                "sourceHandle": "error",
+                "data": {"condition": "output.nope"},
+            }
+        ],
+    )
+    decided = plan(graph, {"a": failed()})
+    assert decided.condition_errors == ()
+    assert decided.outcome == "failed" and decided.failed_node == "a"
+
+
+def test_a_raising_condition_on_a_passthrough_counts_as_false() -> None:
+    graph = build(
+        [node("off", enabled=False), "b"],
+        [{"source": "off", "target": "b", "data": {"condition": "output.x > 0"}}],
+    )
+    decided = plan(graph, {})
+    assert decided.passthrough == ("off",)
+    assert decided.skipped == ("b",)
+    assert decided.condition_errors == ()
+
+
+def test_conditions_into_nodes_that_have_steps_are_not_evaluated_again() -> None:
+    graph = build(
+        ["a", "b"], [{"source": "a", "target": "b", "data": {"condition": "output.gone"}}]
+    )
+    decided = plan(graph, {"a": completed({}), "b": StepState(S.SKIPPED)})
+    assert decided.condition_errors == ()
+    assert decided.edges == {}
