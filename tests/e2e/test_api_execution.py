@@ -122,3 +122,24 @@ def test_control_endpoints_and_conflicts(api: Any, headers: Any, runtime: Any,
     assert conflict.status_code == 409
     assert api.post(f"/api/workflow-executions/{uuid.uuid4()}/pause",
                     headers=headers["operator"]).status_code == 404
+
+
+def test_events_stream_follows_the_instance_live(api: Any, headers: Any, runtime: Any,
+                                                 cluster: Any) -> None:
+    import json
+
+    wf = _flow(runtime, seconds=1)
+    instance_id = api.post(f"/api/workflows/{wf}/execute", json={"input": {"name": "z"}},
+                           headers=headers["operator"]).json["id"]
+    response = api.get(f"/api/workflow-instances/{instance_id}/events",
+                       headers=headers["viewer"])
+    text = response.get_data(as_text=True)
+    events = [chunk for chunk in text.split("\n\n") if chunk.strip()]
+    payloads = [json.loads(chunk.split("data: ", 1)[1]) for chunk in events]
+    statuses = [p["status"] for p in payloads]
+    assert "running" in statuses and statuses[-1] == "completed"
+    running = next(p for p in payloads if p["status"] == "running" and "wait" in p["steps"])
+    assert running["steps"]["wait"] in ("pending", "running")
+    assert events[-1].startswith("event: end")
+    assert api.get(f"/api/workflow-instances/{uuid.uuid4()}/events",
+                   headers=headers["viewer"]).status_code == 404

@@ -91,3 +91,47 @@ def test_fan_out_200_and_fan_in(runtime: Any, cluster: Any) -> None:
     assert recorded["join"].attempt == 1
     assert row.output_data == {"join": {"sum": 0 + 50 + 100 + 150}}
     assert (row.execution_metrics or {})["step_count"] == 202
+
+
+def test_disabled_node_passes_through_and_disabled_edge_does_not_exist(
+        runtime: Any, cluster: Any) -> None:
+    wf = make_workflow(runtime, [
+        node("start", "trigger"),
+        node("off", "transform", {"output": {"never": True}}, enabled=False),
+        node("after", "transform", {"output": {"ran": True}}),
+        node("cut", "noop"),
+    ], [edge("start", "off"), edge("off", "after"),
+        {"id": "gone", "source": "start", "target": "cut", "data": {"enabled": False}}])
+    instance_id = start(runtime, wf)
+    row = wait_status(runtime, instance_id)
+    assert row.status == "completed", row.error_details
+    recorded = steps(runtime, instance_id)
+    assert recorded["off"].status == "skipped" and recorded["off"].attempt == 0
+    assert recorded["after"].status == "completed"
+    # `cut` has no enabled incoming edge: it is an entry node and runs on its own.
+    assert recorded["cut"].status == "completed"
+
+
+def test_running_instance_keeps_its_definition_after_an_edit(runtime: Any,
+                                                             cluster: Any) -> None:
+    from api.workflow_store import update_workflow
+    from models.db import transaction
+    from models.workflow import Workflow
+    from tests.processes import wait_until
+
+    def document(label: str) -> dict[str, Any]:
+        return {"nodes": [node("start", "trigger"), node("wait", "delay", {"seconds": 1}),
+                          node("end", "transform", {"output": {"version": label}})],
+                "edges": [edge("start", "wait"), edge("wait", "end")]}
+
+    wf = make_workflow(runtime, document("v1")["nodes"], document("v1")["edges"])
+    instance_id = start(runtime, wf)
+    wait_until(lambda: "wait" in steps(runtime, instance_id), 20, message="delay decided")
+    with transaction(runtime.session_factory) as session:
+        workflow = session.get(Workflow, wf, with_for_update=True)
+        update_workflow(session, workflow, {"workflow_data": document("v2")}, "tester")
+    row = wait_status(runtime, instance_id)
+    assert row.status == "completed", row.error_details
+    assert row.output_data == {"end": {"version": "v1"}}
+    second = start(runtime, wf)
+    assert wait_status(runtime, second).output_data == {"end": {"version": "v2"}}
