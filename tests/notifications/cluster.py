@@ -19,8 +19,9 @@ GLOBAL_SECRET = "global-signing-secret"
 SECRET_KEY = "q0ZxQ3fZ3W7rRk9pN2bq5u8yC1tV6hJ4aL0sE3dG7mI="
 
 
-def cluster_settings(settings: Any, smtp_port: int) -> Any:
+def cluster_settings(settings: Any, smtp_port: int, sms_url: str | None = None) -> Any:
     return settings.replace(
+        sms_provider_url=sms_url,
         http_allowed_hosts=("127.0.0.1",),
         smtp_url=f"smtp://127.0.0.1:{smtp_port}?from=flowyard%40example.test",
         webhook_signing_secret=GLOBAL_SECRET,
@@ -32,13 +33,16 @@ def cluster_settings(settings: Any, smtp_port: int) -> Any:
 
 def cluster_env(settings: Any) -> dict[str, str]:
     """What `tests.processes.settings_env` does not carry over by itself."""
-    return {
+    env = {
         "SMTP_URL": settings.smtp_url,
         "WEBHOOK_SIGNING_SECRET": settings.webhook_signing_secret,
         "NOTIFICATION_RETRY_COUNT": str(settings.notification_retry_count),
         "FLOWYARD_NOTIFICATION_BACKOFF": str(settings.notification_backoff_seconds),
         "FLOWYARD_SECRET_KEYS": ",".join(settings.secret_keys),
     }
+    if settings.sms_provider_url:
+        env["SMS_PROVIDER_URL"] = settings.sms_provider_url
+    return env
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from tests.notifications.cluster import (
     running_cluster,
     smtp_sink,
 )
-from tests.notifications.servers import SmtpSink, http_server
+from tests.notifications.servers import RecordingHttpServer, SmtpSink, http_server
 from tests.processes import wait_until
 
 pytestmark = pytest.mark.slow
@@ -37,8 +37,15 @@ def sink() -> Iterator[SmtpSink]:
 
 
 @pytest.fixture(scope="module")
-def flow_settings(settings: Any, sink: SmtpSink) -> Any:
-    return cluster_settings(settings, sink.port)
+def sms_provider() -> Iterator[RecordingHttpServer]:
+    with http_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def flow_settings(settings: Any, sink: SmtpSink, sms_provider: RecordingHttpServer) -> Any:
+    url = f"http://AC1:token@{sms_provider.host}/2010-04-01/Messages.json?From=%2B15550100"
+    return cluster_settings(settings, sink.port, sms_url=url)
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +208,20 @@ def test_secret_recipient_is_used_but_never_stored_in_clear(runtime: Any, cluste
     assert row.recipients == [json.dumps({"$secret": name})]
     stored = json.dumps([row.recipients, row.notification_data, row.message])
     assert secret_url not in stored and "/services/" not in stored
+
+
+def test_sms_goes_to_the_provider_as_a_form_post(runtime: Any, cluster: Any,
+                                                sms_provider: RecordingHttpServer) -> None:
+    from urllib.parse import parse_qs
+
+    config = {"channel": "sms", "recipients": ["+15550111", "+15550122"],
+              "message": "Disk {{ input.pct }}% full"}
+    instance_id = start(runtime, _one_node(runtime, config), {"pct": 97})
+    assert wait_status(runtime, instance_id, timeout=30).status == "completed"
+    notification_id = steps(runtime, instance_id)["tell"].output_data["notification_id"]
+    assert _final_row(runtime, notification_id).status == "sent"
+    forms = [parse_qs(r.body.decode()) for r in sms_provider.requests]
+    assert [(f["To"], f["Body"], f["From"]) for f in forms] == [
+        (["+15550111"], ["Disk 97% full"], ["+15550100"]),
+        (["+15550122"], ["Disk 97% full"], ["+15550100"])]
+    assert all(r.headers["Authorization"].startswith("Basic ") for r in sms_provider.requests)

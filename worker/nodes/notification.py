@@ -20,6 +20,7 @@ import json
 import uuid
 from typing import Any
 
+from engine.nodetypes import NOTIFICATION_CHANNELS
 from models.approvals import recorded_step_input
 from models.db import transaction
 from models.notifications import (
@@ -42,6 +43,9 @@ def run(config: dict[str, Any], context: Any) -> Any:
     recipients = config.get("recipients")
     if not isinstance(recipients, list) or not recipients:
         raise PermanentNodeError("notification recipients must be a non-empty list")
+    if config.get("channel") not in NOTIFICATION_CHANNELS:
+        raise PermanentNodeError(f"notification channel must be one of {NOTIFICATION_CHANNELS},"
+                                 f" got {config.get('channel')!r}")
     with transaction(context.session_factory) as session:
         existing = reusable_step_notification(session, context.step_id)
         if existing is not None:
