@@ -92,7 +92,10 @@ def _step_line(details: dict[str, Any]) -> str:
     waiting = [s["node_id"] for s in details.get("steps", [])
                if s.get("status") == "waiting_approval"]
     if waiting:
-        return f"{details['status']}: waiting for approval at {', '.join(waiting)}"
+        pending = [f"{a['id']} ({a.get('approver_role')})" for a in details.get("approvals", [])
+                   if a.get("status") == "pending" and a.get("id")]
+        hint = f"; POST /api/approvals/<id>/approve: {', '.join(pending)}" if pending else ""
+        return f"{details['status']}: waiting for approval at {', '.join(waiting)}{hint}"
     current = details.get("current_step")
     return f"{details['status']}" + (f": {current}" if current else "")
 

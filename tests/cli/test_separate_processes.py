@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.cli.processes import (
     EXAMPLES,
@@ -76,6 +77,8 @@ def test_api_two_workers_and_scheduler_complete_a_workflow(
         assert rows["backlog"] == "completed" and rows["critical"] == "completed"
         assert rows["approve"] == "skipped" and rows["page"] == "skipped"
 
+        _critical_finding_waits_for_approval_then_pages(url, token)
+
         failing = tmp_path / "failing.json"
         failing.write_text(json.dumps(_failing_workflow()))
         result = subprocess.run(
@@ -85,6 +88,38 @@ def test_api_two_workers_and_scheduler_complete_a_workflow(
         )
         assert result.returncode == 1, result.stdout + result.stderr
         assert _table_rows(result.stdout)["check"] == "failed"
+
+
+def _critical_finding_waits_for_approval_then_pages(url: str, token: str) -> None:
+    result = subprocess.run(
+        flowyard("run", str(EXAMPLES / "vulnerability-triage.json"), "--input",
+                 '{"title": "Log4Shell", "severity": 9}', "--wait", "--timeout", "15"),
+        env=clean_env(FLOWYARD_URL=url, FLOWYARD_TOKEN=token),
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    # --wait gives up at the timeout: the instance is still waiting, so the exit code is 1.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "waiting for approval at approve" in result.stdout, result.stdout
+    started_line = re.search(r"started instance (\S+)", result.stdout)
+    assert started_line, result.stdout
+    instance_id = started_line.group(1)
+    headers = {"Authorization": f"Bearer {token}"}
+    pending = requests.get(f"{url}/api/approvals", params={"status": "pending"},
+                           headers=headers, timeout=10).json()["items"]
+    approval = next(a for a in pending if "Log4Shell" in (a.get("approval_message") or ""))
+    decided = requests.post(f"{url}/api/approvals/{approval['id']}/approve",
+                            json={"comment": "page them"}, headers=headers, timeout=10)
+    assert decided.status_code == 200, decided.text
+
+    def finished() -> dict[str, Any] | None:
+        details = requests.get(f"{url}/api/workflow-instances/{instance_id}/details",
+                               headers=headers, timeout=10).json()
+        return details if details["status"] in ("completed", "failed", "cancelled") else None
+
+    details = wait_for(finished, 120, "the approved instance to finish")
+    steps = {step["node_id"]: step["status"] for step in details["steps"]}
+    assert details["status"] == "completed"
+    assert steps["page"] == "completed" and steps["declined"] == "skipped"
 
 
 def _table_rows(output: str) -> dict[str, str]:
