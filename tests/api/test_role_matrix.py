@@ -63,6 +63,7 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("GET", "/api/workflow-instances", "viewer", None),
     ("GET", f"/api/workflow-instances/{MISSING}", "viewer", None),
     ("GET", f"/api/workflow-instances/{MISSING}/details", "viewer", None),
+    ("GET", f"/api/workflow-instances/{MISSING}/events", "viewer", None),
     *[("POST", f"/api/workflow-executions/{MISSING}/{action}", "operator", None)
       for action in ("pause", "resume", "cancel")],
     *[("POST", f"/api/workflow-instances/{MISSING}/{action}", "operator", None)
