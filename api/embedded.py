@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from api.supervisor import die_with_parent
 
@@ -73,6 +73,26 @@ def prepare_data_dir(root: Path) -> DataDir:
             )
         data.marker.write_text(json.dumps({"format": DATA_DIR_FORMAT}) + "\n")
     return data
+
+
+def lock_data_dir(data: DataDir) -> IO[str]:
+    """Hold the data directory for this process's lifetime (released when it exits).
+
+    Raises:
+        EmbeddedError: another `flowyard up` holds it; two would share, then stop, one
+            PostgreSQL under each other.
+    """
+    import fcntl
+
+    handle = open(data.root / ".lock", "a")  # held open until the process exits
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise EmbeddedError(
+            f"another `flowyard up` is using {data.root}: stop it, or pass another --data-dir"
+        ) from None
+    return handle
 
 
 def _check_marker(data: DataDir) -> None:

@@ -28,6 +28,7 @@ from api.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
     EmbeddedRedis,
+    lock_data_dir,
     prepare_data_dir,
 )
 from api.supervisor import Supervisor, SupervisorError
@@ -239,6 +240,7 @@ def up(data_dir: Path, port: int, flower_port: int, workers: int, host: str) -> 
     stop = threading.Event()
     try:
         data = prepare_data_dir(data_dir)
+        data_lock = lock_data_dir(data)
     except EmbeddedError as error:
         raise StartupError(str(error)) from None
     platform = Platform(data)
@@ -261,6 +263,7 @@ def up(data_dir: Path, port: int, flower_port: int, workers: int, host: str) -> 
         finally:
             click.echo("Stopping Flowyard (workers finish their current steps)...", err=True)
             platform.stop()
+            data_lock.close()
             click.echo("Flowyard stopped.", err=True)
 
 

@@ -16,6 +16,7 @@ from api.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
     EmbeddedRedis,
+    lock_data_dir,
     prepare_data_dir,
 )
 
@@ -88,3 +89,24 @@ def test_embedded_redis_keeps_data_across_restarts_and_stops(tmp_path: Path) -> 
         assert redis.Redis.from_url(second.start()).get("kept") == b"still here"
     finally:
         second.stop()
+
+
+def test_a_data_dir_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = prepare_data_dir(tmp_path / "fy")
+    holder = lock_data_dir(data)
+    try:
+        # Another process (flock locks are per open file, so a second process shows it best).
+        probe = subprocess.run(
+            [sys.executable, "-c",
+             "import sys; from pathlib import Path; from api.embedded import *; "
+             "lock_data_dir(prepare_data_dir(Path(sys.argv[1])))", str(data.root)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert probe.returncode != 0
+        assert "another `flowyard up` is using" in probe.stderr
+    finally:
+        holder.close()
+    lock_data_dir(data).close()
