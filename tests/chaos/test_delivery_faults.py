@@ -88,3 +88,40 @@ def test_stalled_worker_cannot_overwrite_newer_attempt(runtime: Any, e2e_setting
     assert after.attempt == 2 and after.status == "completed"
     # The newer attempt's result stands: the late worker's answer (call 1) was discarded.
     assert after.output_data["body"]["call"] == 2
+
+
+def test_step_whose_message_was_lost_is_resent_by_the_reconciler(
+        runtime: Any, e2e_settings: Any) -> None:
+    wf = make_workflow(runtime, [node("start", "trigger"), node("end", "noop")],
+                       [edge("start", "end")])
+    # Committed but never sent: as if the process died between commit and dispatch.
+    silent = dataclasses.replace(runtime, celery=None)
+    with worker_process(e2e_settings, concurrency=1), scheduler_process(e2e_settings):
+        instance_id = start(silent, wf)
+        row = wait_status(runtime, instance_id, timeout=60)
+    assert row.status == "completed", row.error_details
+    assert all(step.attempt == 1 for step in steps(runtime, instance_id).values())
+
+
+def test_long_retry_backoff_is_a_database_timer(runtime: Any, e2e_settings: Any,
+                                                 http_server: Any) -> None:
+    key = uuid.uuid4().hex
+    wf = make_workflow(runtime, [
+        node("call", "http", {"url": f"{http_server.base_url}/flaky/{key}?fail=1"},
+             retries=1, retry_backoff_seconds=4),
+    ], [])
+    with worker_process(e2e_settings, concurrency=1), scheduler_process(e2e_settings):
+        instance_id = start(runtime, wf)
+
+        def waiting_on_timer() -> Any:
+            step = steps(runtime, instance_id).get("call")
+            return step if step is not None and step.run_after is not None else None
+
+        pending = wait_until(waiting_on_timer, 30, message="the retry timer")
+        # No message is parked in Redis for the retry: the timer lives in PostgreSQL.
+        assert pending.status == "pending" and pending.dispatched_at is None
+        row = wait_status(runtime, instance_id, timeout=60)
+    assert row.status == "completed", row.error_details
+    call = steps(runtime, instance_id)["call"]
+    assert call.retry_count == 1 and call.attempt == 2
+    assert (call.started_at - pending.run_after).total_seconds() >= 0
