@@ -40,6 +40,7 @@ log = structlog.get_logger("flowyard.orchestrator")
 # Retry backoff up to this many seconds rides on a Celery countdown; longer ones are
 # database timers fired by the reconciler (Redis re-delivers long ETA messages).
 COUNTDOWN_LIMIT_SECONDS = 3.0
+COUNTDOWN_MARGIN_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,9 @@ def apply_after_commit(runtime: WorkerRuntime, after: AfterCommit) -> None:
             timeouts = step_timeouts(session, runtime.graphs, runtime.settings, refs)
         send_steps(runtime.celery, runtime.node_types, after.dispatch, timeouts)
         for ref, delay in after.countdown:
-            send_steps(runtime.celery, runtime.node_types, [ref], timeouts, countdown=delay)
+            # Arrive just after run_after (database clock), or the claim would refuse it.
+            send_steps(runtime.celery, runtime.node_types, [ref], timeouts,
+                       countdown=delay + COUNTDOWN_MARGIN_SECONDS)
     if after.instance_ended:
         from worker.admission import admit_and_dispatch
 
