@@ -77,6 +77,11 @@ def load_document(path: Path) -> dict[str, Any]:
         raise click.ClickException(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(document, dict) or not document.get("name"):
         raise click.ClickException(f"{path}: a workflow document needs a \"name\"")
+    from api.portable import FORMAT, WORKFLOW_FIELDS
+
+    if document.get("format") == FORMAT:
+        # An exported document: its workflow fields (triggers are imported by the API only).
+        return {key: value for key, value in document.items() if key in WORKFLOW_FIELDS}
     return document
 
 
@@ -154,7 +159,11 @@ def print_steps(details: dict[str, Any]) -> None:
               help="API token (or FLOWYARD_TOKEN).")
 def run(file: Path, input_json: str, wait: bool, timeout: float | None, url: str,
         token: str | None) -> None:
-    """Create or update the workflow in FILE by name and execute it (exit 0 only if completed)."""
+    """Create or update the workflow in FILE by name and execute it (exit 0 only if completed).
+
+    FILE is a workflow document as POST /api/workflows takes it, or an exported one
+    ("format": "flowyard.workflow/v1"; its triggers are not created).
+    """
     try:
         instance_input = json.loads(input_json)
     except ValueError as error:

@@ -41,3 +41,12 @@ def test_pipeline_retries_and_fanout_notifies_in_parallel() -> None:
     assert len(notifiers) >= 3
     sources = {edge["source"] for edge in fanout["edges"] if edge["target"] in notifiers}
     assert sources == {"compose"}
+
+
+def test_an_exported_document_is_accepted_without_its_export_only_fields(tmp_path: Path) -> None:
+    document = json.loads(EXAMPLES[0].read_text())
+    exported = {"format": "flowyard.workflow/v1", **document,
+                "triggers": [{"trigger_type": "manual", "configuration": {}}]}
+    path = tmp_path / "exported.json"
+    path.write_text(json.dumps(exported))
+    assert load_document(path) == document
