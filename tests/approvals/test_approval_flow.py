@@ -163,3 +163,33 @@ def test_approval_requested_notice_emails_approvers(
                      headers=viewer).get_json()["items"]
     assert [(n["notification_type"], n["status"]) for n in listed] == [
         ("on_approval_requested", "sent")]
+
+
+def test_concurrent_decisions_decide_once(runtime: Any, cluster: Any, api: FlaskClient,
+                                         token_for: Callable[..., dict[str, str]]) -> None:
+    import threading
+
+    admin = token_for("admin", name="ann-admin")
+    instance_id = start(runtime, _workflow(runtime), {"version": "6"})
+    approval = _pending_approval(api, admin, instance_id)
+    statuses: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def decide(action: str, body: dict[str, str]) -> None:
+        client = api.application.test_client()
+        barrier.wait()
+        statuses.append(client.post(f"/api/approvals/{approval['id']}/{action}",
+                                    headers=admin, json=body).status_code)
+
+    threads = [threading.Thread(target=decide, args=("approve", {"comment": "a"})),
+               threading.Thread(target=decide, args=("reject", {"reason": "r"}))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [200, 409]
+    instance = wait_status(runtime, instance_id, timeout=30)
+    assert instance.status == "completed"
+    rows = steps(runtime, instance_id)
+    taken = [name for name in ("ship", "stop") if rows[name].status == "completed"]
+    assert len(taken) == 1

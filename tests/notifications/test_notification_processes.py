@@ -225,3 +225,18 @@ def test_sms_goes_to_the_provider_as_a_form_post(runtime: Any, cluster: Any,
         (["+15550111"], ["Disk 97% full"], ["+15550100"]),
         (["+15550122"], ["Disk 97% full"], ["+15550100"])]
     assert all(r.headers["Authorization"].startswith("Basic ") for r in sms_provider.requests)
+
+
+def test_timed_out_instance_sends_its_failure_notice(runtime: Any, cluster: Any) -> None:
+    with http_server() as server:
+        configuration = {"execution_timeout_ms": 1000, "notify": {"on_failure": [{
+            "channel": "webhook", "recipients": [server.url("/timeout")],
+            "message": "{{ instance.status }}: {{ instance.error }}"}]}}
+        workflow_id = make_workflow(runtime, [node("start", "trigger"),
+                                              node("wait", "delay", {"seconds": 60})],
+                                    [edge("start", "wait")], configuration)
+        instance_id = start(runtime, workflow_id)
+        assert wait_status(runtime, instance_id, timeout=30).status == "failed"
+        wait_until(lambda: server.requests, 30.0, message="the failure notice")
+    [request] = server.requests
+    assert json.loads(request.body)["message"].startswith("failed: workflow execution timed out")
