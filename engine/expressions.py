@@ -22,6 +22,9 @@ Semantics (CONTRACT §3):
   nested at most 32 deep, at most 2 nested comprehension macros (map/filter/all/exists/
   exists_one), and a JSON result of at most 100,000 values and 1,000,000 string characters.
   Regular expressions (`matches`) run on RE2, so they cannot backtrack catastrophically.
+- `prepare_context` converts a context to CEL once; `evaluate`, `evaluate_condition` and
+  `render_template_value` accept it in place of a plain mapping (one conversion, many
+  expressions).
 - Errors derive from `ExpressionError`: `ExpressionSyntaxError` at compile time,
   `ExpressionEvaluationError` at run time; every message names the expression.
 """
@@ -264,18 +267,47 @@ def _evaluation_message(error: BaseException) -> str:
     return " ".join(text.split())[:_MESSAGE_CAP]
 
 
-def evaluate(source: str | CompiledExpression, context: Mapping[str, Any]) -> Any:
+class PreparedContext:
+    """A context converted to CEL values once, for many evaluations over it."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+    def with_name(self, name: str, value: Any) -> PreparedContext:
+        """A copy with one more name. Raises: ExpressionEvaluationError when not JSON."""
+        return PreparedContext({**self.values, name: _checked_cel(value)})
+
+    def set_entry(self, name: str, key: str, value: Any) -> None:
+        """Set `name.key` in place (the name must hold a map). Raises: ExpressionEvaluationError."""
+        self.values[name][celtypes.StringType(key)] = _checked_cel(value)
+
+
+def _checked_cel(value: Any) -> Any:
+    try:
+        return _to_cel(value)
+    except TypeError as error:
+        raise ExpressionEvaluationError(f"context is not JSON: {error}") from None
+
+
+def prepare_context(context: Mapping[str, Any]) -> PreparedContext:
+    """Convert a JSON context once. Raises: ExpressionEvaluationError when it is not JSON."""
+    return PreparedContext({key: _checked_cel(value) for key, value in context.items()})
+
+
+def evaluate(source: str | CompiledExpression, context: Mapping[str, Any] | PreparedContext) -> Any:
     """Evaluate an expression over a JSON context and return plain JSON.
 
     Raises: ExpressionSyntaxError (does not compile), ExpressionEvaluationError.
     """
     compiled = source if isinstance(source, CompiledExpression) else compile_expression(source)
     name = _quote(compiled.source)
-    try:
-        activation = {key: _to_cel(value) for key, value in context.items()}
-    except TypeError as error:
-        message = f"expression {name}: context is not JSON: {error}"
-        raise ExpressionEvaluationError(message) from None
+    if isinstance(context, PreparedContext):
+        activation = context.values
+    else:
+        try:
+            activation = prepare_context(context).values
+        except ExpressionEvaluationError as error:
+            raise ExpressionEvaluationError(f"expression {name}: {error}") from None
     try:
         result = compiled.program.evaluate(activation)
     except RecursionError:
@@ -290,7 +322,9 @@ def evaluate(source: str | CompiledExpression, context: Mapping[str, Any]) -> An
         raise ExpressionEvaluationError(f"expression {name} failed: {error}") from None
 
 
-def evaluate_condition(source: str | CompiledExpression, context: Mapping[str, Any]) -> bool:
+def evaluate_condition(
+    source: str | CompiledExpression, context: Mapping[str, Any] | PreparedContext
+) -> bool:
     """Evaluate an expression that must yield a bool. Raises: ExpressionError."""
     result = evaluate(source, context)
     if not isinstance(result, bool):
@@ -324,7 +358,7 @@ def has_template(value: str) -> bool:
     return "{{" in value
 
 
-def render_template_string(value: str, context: Mapping[str, Any]) -> Any:
+def render_template_string(value: str, context: Mapping[str, Any] | PreparedContext) -> Any:
     """Render one string: a lone `{{ expr }}` keeps its type, else text interpolation.
 
     Raises: ExpressionError.
@@ -337,18 +371,27 @@ def render_template_string(value: str, context: Mapping[str, Any]) -> Any:
     return _TEMPLATE.sub(lambda match: _text(evaluate(match.group(1).strip(), context)), value)
 
 
-def render_template_value(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every template in a JSON value (dict values and list items, not keys).
-
-    Raises: ExpressionError.
-    """
+def _render(value: Any, context: PreparedContext) -> Any:
     if isinstance(value, str):
         return render_template_string(value, context)
     if isinstance(value, Mapping):
-        return {key: render_template_value(item, context) for key, item in value.items()}
+        return {key: _render(item, context) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [render_template_value(item, context) for item in value]
+        return [_render(item, context) for item in value]
     return value
+
+
+def render_template_value(value: Any, context: Mapping[str, Any] | PreparedContext) -> Any:
+    """Render every template in a JSON value (dict values and list items, not keys).
+
+    The context is converted once for all templates. Raises: ExpressionError.
+    """
+    if isinstance(context, PreparedContext):
+        return _render(value, context)
+    if not any("{{" in text for _, text in _strings(value, "")):
+        # Nothing to evaluate: skip converting the context, still return fresh containers.
+        return _render(value, PreparedContext({}))
+    return _render(value, prepare_context(context))
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:

@@ -40,7 +40,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from engine.document import ON_ERROR_FAIL, Edge, WorkflowGraph
-from engine.expressions import ExpressionError, evaluate_condition, expression_context
+from engine.expressions import (
+    ExpressionError,
+    PreparedContext,
+    evaluate_condition,
+    expression_context,
+    prepare_context,
+)
 from engine.nodetypes import BUILTIN_NODE_TYPES, DEFAULT_HANDLE, ERROR_HANDLE, NodeType
 from engine.statuses import FINAL_STEP_STATUSES, StepStatus
 
@@ -111,6 +117,7 @@ class _Planner:
         self.registry = registry
         self.states: dict[str, StepState] = dict(steps)
         self.nodes = nodes_context(self.states)
+        self.prepared: PreparedContext | None = None
         self.base_context = base_context
         self.edges: dict[str, bool] = {}
         self.condition_errors: dict[str, str] = {}
@@ -121,13 +128,8 @@ class _Planner:
     def _condition(self, edge: Edge, output: Any, report: bool = True) -> bool | None:
         if edge.condition is None:
             return True
-        context = expression_context(
-            self.base_context.get("input"),
-            self.nodes,
-            self.base_context.get("instance", {}),
-            output,
-        )
         try:
+            context = self._prepared().with_name("output", output)
             return evaluate_condition(edge.condition, context)
         except ExpressionError as error:
             if not report:
@@ -161,9 +163,25 @@ class _Planner:
         # A passthrough has no step to fail: a condition that raises there counts as false.
         return self._condition(edge, output, report=not state.is_passthrough)
 
+    def _prepared(self) -> PreparedContext:
+        # Converted to CEL once per plan and kept in step with `_record`, so each condition
+        # costs only the conversion of its source's output.
+        if self.prepared is None:
+            self.prepared = prepare_context(
+                expression_context(
+                    self.base_context.get("input"),
+                    self.nodes,
+                    self.base_context.get("instance", {}),
+                )
+            )
+        return self.prepared
+
     def _record(self, node_id: str, state: StepState) -> None:
         self.states[node_id] = state
-        self.nodes[node_id] = {"output": state.output, "status": str(state.status)}
+        entry = {"output": state.output, "status": str(state.status)}
+        self.nodes[node_id] = entry
+        if self.prepared is not None:
+            self.prepared.set_entry("nodes", node_id, entry)
 
     def decide_node(self, node_id: str) -> None:
         incoming = self.graph.incoming(node_id)

@@ -211,3 +211,24 @@ def test_template_problems_report_every_bad_template_with_its_path() -> None:
     assert "`input.`" in problems[0]
     assert "without a closing" in problems[2]
     assert template_problems({"a": "{{ input.x }}"}) == []
+
+
+def test_a_prepared_context_serves_many_evaluations_and_updates_in_place() -> None:
+    from engine.expressions import prepare_context
+
+    prepared = prepare_context({"input": {"a": 1}, "nodes": {}})
+    assert render_template_value({"x": "{{ input.a }}", "y": ["{{ input.a + 1 }}"]}, prepared) == {
+        "x": 1,
+        "y": [2],
+    }
+    prepared.set_entry("nodes", "n", {"output": 5, "status": "completed"})
+    assert evaluate("nodes.n.output", prepared) == 5
+    assert evaluate("output", prepared.with_name("output", [1])) == [1]
+    with pytest.raises(ExpressionEvaluationError, match="not JSON"):
+        prepare_context({"input": {1, 2}})
+
+
+def test_rendering_without_templates_returns_fresh_containers() -> None:
+    value = {"a": [1, {"b": "plain"}]}
+    rendered = render_template_value(value, {"input": object()})
+    assert rendered == value and rendered is not value and rendered["a"] is not value["a"]

@@ -376,3 +376,22 @@ def test_conditions_into_nodes_that_have_steps_are_not_evaluated_again() -> None
     decided = plan(graph, {"a": completed({}), "b": StepState(S.SKIPPED)})
     assert decided.condition_errors == ()
     assert decided.edges == {}
+
+
+def test_conditions_see_skips_decided_earlier_in_the_same_plan() -> None:
+    graph = build(
+        [CONDITION, "y", "p", "q"],
+        [
+            {
+                "source": "check",
+                "target": "y",
+                "sourceHandle": "false",
+                "data": {"condition": "true"},
+            },
+            {"source": "p", "target": "q", "data": {"condition": "nodes.y.status == 'skipped'"}},
+        ],
+    )
+    steps = {"check": completed({"result": True}, "true"), "p": completed()}
+    decided = plan(graph, steps)
+    assert decided.skipped == ("y",)
+    assert decided.ready == ("q",)
