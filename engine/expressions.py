@@ -63,6 +63,9 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
+# The names of CONTRACT §3: node expressions and templates, and edge conditions.
+NODE_NAMES: Final = frozenset({"input", "nodes", "instance"})
+EDGE_NAMES: Final = NODE_NAMES | {"output"}
 
 
 class ExpressionError(Exception):
@@ -83,6 +86,7 @@ class CompiledExpression:
 
     source: str
     program: Any
+    tree: Any = None
 
 
 def _quote(source: str) -> str:
@@ -179,7 +183,64 @@ def compile_expression(source: str) -> CompiledExpression:
             f"expression {_quote(source)} does not compile: {_parse_message(error)}"
         ) from None
     _check_tree(tree, source)
-    return CompiledExpression(source=source, program=environment.program(tree))
+    return CompiledExpression(source=source, program=environment.program(tree), tree=tree)
+
+
+# Identifiers CEL itself defines (type names usable as values, e.g. `type(x) == int`).
+BUILTIN_NAMES: Final = frozenset(
+    {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"}
+)
+
+
+def _ident_name(node: Any) -> str | None:
+    if isinstance(node, lark.Tree) and node.data in ("ident", "dot_ident") and node.children:
+        return str(node.children[0])
+    return None
+
+
+def _bound_variable(expr: Any) -> str | None:
+    """The variable of a comprehension: its first argument when that is a bare identifier."""
+    while isinstance(expr, lark.Tree) and len(expr.children) == 1:
+        name = _ident_name(expr)
+        if name is not None:
+            return name
+        expr = expr.children[0]
+    return _ident_name(expr)
+
+
+@lru_cache(maxsize=4096)
+def free_names(source: str) -> frozenset[str]:
+    """Top-level names an expression reads (not comprehension variables, not CEL's own).
+
+    Raises: ExpressionSyntaxError.
+    """
+    tree = compile_expression(source).tree
+    found: set[str] = set()
+    stack: list[tuple[Any, frozenset[str]]] = [(tree, frozenset())]
+    while stack:
+        node, bound = stack.pop()
+        name = _ident_name(node)
+        if name is not None:
+            if name not in bound and name not in BUILTIN_NAMES:
+                found.add(name)
+            continue
+        if not isinstance(node, lark.Tree):
+            continue
+        children = node.children
+        if (
+            node.data == "member_dot_arg"
+            and len(children) == 3
+            and str(children[1]) in _COMPREHENSIONS
+        ):
+            target, _, arguments = children
+            stack.append((target, bound))
+            items = arguments.children if isinstance(arguments, lark.Tree) else []
+            variable = _bound_variable(items[0]) if items else None
+            inner = bound | {variable} if variable else bound
+            stack.extend((item, inner) for item in items[1:])
+            continue
+        stack.extend((child, bound) for child in children)
+    return frozenset(found)
 
 
 def _to_cel(value: Any) -> Any:
@@ -405,31 +466,50 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{path}[{index}]")
 
 
-def _string_template_problems(text: str) -> list[str]:
+def expression_problems(source: str, names: frozenset[str] | None = None) -> list[str]:
+    """Why an expression is unusable: it does not compile, or (with `names`) it reads a name
+    outside `names`. Empty when it is fine."""
+    try:
+        found = free_names(source)
+    except ExpressionSyntaxError as error:
+        return [str(error)]
+    unknown = sorted(found - names) if names is not None else []
+    if not unknown:
+        return []
+    return [
+        f"expression {_quote(source)} uses unknown name "
+        + ", ".join(repr(name) for name in unknown)
+        + " (known: "
+        + ", ".join(sorted(names or ()))
+        + ")"
+    ]
+
+
+def _string_template_problems(text: str, names: frozenset[str] | None) -> list[str]:
     problems: list[str] = []
     for match in _TEMPLATE.finditer(text):
-        try:
-            compile_expression(match.group(1).strip())
-        except ExpressionSyntaxError as error:
-            problems.append(str(error))
+        problems.extend(expression_problems(match.group(1).strip(), names))
     if "{{" in _TEMPLATE.sub("", text):
         problems.append("template has `{{` without a closing `}}`")
     return problems
 
 
-def find_template_problems(value: Any, path: str = "") -> list[tuple[str, str]]:
-    """(path, message) for every template in a JSON value that does not compile."""
+def find_template_problems(
+    value: Any, path: str = "", names: frozenset[str] | None = None
+) -> list[tuple[str, str]]:
+    """(path, message) for every template in a JSON value that does not compile or (with
+    `names`) reads an unknown name."""
     return [
         (where, message)
         for where, text in _strings(value, path)
         if "{{" in text
-        for message in _string_template_problems(text)
+        for message in _string_template_problems(text, names)
     ]
 
 
-def template_problems(value: Any) -> list[str]:
+def template_problems(value: Any, names: frozenset[str] | None = None) -> list[str]:
     """A message for every template in a JSON value that does not compile (path first)."""
     return [
         f"{where}: {message}" if where else message
-        for where, message in find_template_problems(value)
+        for where, message in find_template_problems(value, names=names)
     ]

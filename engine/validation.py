@@ -3,8 +3,10 @@
 Rules (CONTRACT §1): document shape and required fields, unique node and edge ids, edges that
 refer to existing nodes, an acyclic enabled graph (each cycle named by its nodes), at least one
 entry node, registered node types, each config valid for its type, every CEL expression and
-`{{ }}` template compiles, source handles offered by the source type (an edge without one
-from a type with no default handle is a problem), common option types, and size limits.
+`{{ }}` template compiles and reads only the names of CONTRACT §3 (`input`, `nodes`,
+`instance`, and `output` in edge conditions, so a typo such as `inptu` is caught at save
+time), source handles offered by the source type (an edge without one from a type with no
+default handle is a problem), common option types, and size limits.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.document import ON_ERROR_CHOICES, WorkflowGraph, as_number, parse_workflow
-from engine.expressions import ExpressionSyntaxError, compile_expression, find_template_problems
+from engine.expressions import (
+    EDGE_NAMES,
+    NODE_NAMES,
+    expression_problems,
+    find_template_problems,
+)
 from engine.nodetypes import NodeType
 
 
@@ -149,12 +156,10 @@ def _config_problems(
         source = config.get(key)
         if not isinstance(source, str) or not source.strip():
             continue
-        try:
-            compile_expression(source)
-        except ExpressionSyntaxError as error:
+        for message in expression_problems(source, NODE_NAMES):
             yield Problem(
                 "invalid_expression",
-                f"node {node_id!r}: {error}",
+                f"node {node_id!r}: {message}",
                 node_id=node_id,
                 field=f"config.{key}",
             )
@@ -165,7 +170,7 @@ def _template_problems(
 ) -> Iterator[Problem]:
     skipped = set(node_type.expression_fields) if node_type else set()
     rendered = {key: value for key, value in config.items() if key not in skipped}
-    for where, message in find_template_problems(rendered, "config"):
+    for where, message in find_template_problems(rendered, "config", NODE_NAMES):
         yield Problem(
             "invalid_template",
             f"node {node_id!r}: {where}: {message}",
@@ -256,10 +261,8 @@ def _edge_field_problems(edge_id: str, raw: dict[str, Any]) -> Iterator[Problem]
     if not isinstance(condition, str):
         yield bad("invalid_expression", "data.condition", "condition must be a CEL string")
         return
-    try:
-        compile_expression(condition)
-    except ExpressionSyntaxError as error:
-        yield bad("invalid_expression", "data.condition", str(error))
+    for message in expression_problems(condition, EDGE_NAMES):
+        yield bad("invalid_expression", "data.condition", message)
 
 
 def _edge_handle_problems(

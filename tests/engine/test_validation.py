@@ -239,6 +239,21 @@ BAD_DOCUMENTS: list[tuple[str, Any, list[tuple[str, str | None, str | None, str 
         [("invalid_expression", None, "e1", "data.condition")],
     ),
     (
+        "edge condition reading an unknown name",
+        set_in(["edges", 0, "data"], {"condition": "inptu.severity > 1"}),
+        [("invalid_expression", None, "e1", "data.condition")],
+    ),
+    (
+        "node expression reading `output`, which only edges have",
+        set_in(["nodes", 1, "data", "config", "expression"], "output.x > 1"),
+        [("invalid_expression", "check", None, "config.expression")],
+    ),
+    (
+        "template reading an unknown name",
+        set_in(["nodes", 2, "data", "config", "message"], "{{ payload.title }}"),
+        [("invalid_template", "page", None, "config.message")],
+    ),
+    (
         "bad template",
         set_in(["nodes", 2, "data", "config", "message"], "hi {{ input. }}"),
         [("invalid_template", "page", None, "config.message")],
@@ -396,3 +411,22 @@ def test_junk_values_never_crash_validation() -> None:
     for document in junk:
         problems = check(document)
         assert problems, document
+
+
+def test_known_names_comprehension_variables_and_type_names_are_accepted() -> None:
+    document = with_changes(
+        set_in(
+            ["nodes", 1, "data", "config", "expression"],
+            "input.tags.exists(t, t == 'x') && type(instance.id) == string && size(nodes) > 0",
+        )
+    )
+    document["edges"][0]["data"] = {"condition": "output.list.all(item, item > 0)"}
+    document["nodes"][2]["data"]["config"]["message"] = "{{ input.rows.map(r, r.id) }}"
+    assert check(document) == []
+
+
+def test_unknown_name_message_lists_the_known_names() -> None:
+    document = with_changes(set_in(["edges", 0, "data"], {"condition": "inptu.x && payload"}))
+    [problem] = check(document)
+    assert "'inptu', 'payload'" in problem.message
+    assert "known: input, instance, nodes, output" in problem.message
