@@ -20,7 +20,8 @@ Semantics (CONTRACT §3):
   expression inside `{{ }}` may not itself contain `}}` (write `} }` in a map literal).
 - Limits, so a saved expression cannot exhaust a worker: at most 2,000 characters, brackets
   nested at most 32 deep, at most 2 nested comprehension macros (map/filter/all/exists/
-  exists_one), and a JSON result of at most 100,000 values and 1,000,000 string characters.
+  exists_one), and a JSON result of at most 100,000 values and 1,000,000 string characters
+  (`+` refuses to build a longer string or list in the first place).
   Regular expressions (`matches`) run on RE2, so they cannot backtrack catastrophically.
 - `prepare_context` converts a context to CEL once; `evaluate`, `evaluate_condition` and
   `render_template_value` accept it in place of a plain mapping (one conversion, many
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from typing import Any, Final
 import celpy
 import lark
 from celpy import celtypes
+from celpy.evaluation import CELEvalError
 
 MAX_EXPRESSION_LENGTH: Final = 2_000
 MAX_BRACKET_DEPTH: Final = 32
@@ -147,6 +150,21 @@ _UNEXPECTED_TOKEN = re.compile(r"Unexpected token Token\('([^']*)', '((?:[^'\\]|
 _NO_TERMINAL = re.compile(r"No terminal matches '(.)'")
 
 
+def _bounded_add(left: Any, right: Any) -> Any:
+    """CEL's `+`, refusing strings, bytes and lists that grow past the result limits.
+
+    Without it, `s + s + s ...` over a large input would allocate far more than any result
+    may hold before the result check could refuse it.
+    """
+    if isinstance(left, str | bytes) and isinstance(right, str | bytes):
+        if len(left) + len(right) > MAX_RESULT_CHARS:
+            return CELEvalError("the result of + is too large", ValueError, None)
+    elif isinstance(left, list) and isinstance(right, list):
+        if len(left) + len(right) > MAX_RESULT_VALUES:
+            return CELEvalError("the result of + is too large", ValueError, None)
+    return operator.add(left, right)
+
+
 def _parse_message(error: Exception) -> str:
     """A one-line reason with the position, from celpy's parse error and lark's cause."""
     cause = str(error.__context__ or "").split("\n", 1)[0]
@@ -183,7 +201,8 @@ def compile_expression(source: str) -> CompiledExpression:
             f"expression {_quote(source)} does not compile: {_parse_message(error)}"
         ) from None
     _check_tree(tree, source)
-    return CompiledExpression(source=source, program=environment.program(tree), tree=tree)
+    program = environment.program(tree, functions={"_+_": _bounded_add})
+    return CompiledExpression(source=source, program=program, tree=tree)
 
 
 # Identifiers CEL itself defines (type names usable as values, e.g. `type(x) == int`).

@@ -232,3 +232,16 @@ def test_rendering_without_templates_returns_fresh_containers() -> None:
     value = {"a": [1, {"b": "plain"}]}
     rendered = render_template_value(value, {"input": object()})
     assert rendered == value and rendered is not value and rendered["a"] is not value["a"]
+
+
+def test_repeated_concatenation_is_refused_before_it_grows_huge() -> None:
+    source = " + ".join(["input.s"] * 30)
+    with pytest.raises(ExpressionEvaluationError, match=r"result of \+ is too large"):
+        evaluate(source, {"input": {"s": "x" * 100_000}})
+    lists = " + ".join(["input.l"] * 30)
+    with pytest.raises(ExpressionEvaluationError, match=r"result of \+ is too large"):
+        evaluate(lists, {"input": {"l": list(range(10_000))}})
+    assert evaluate("input.s + input.s", {"input": {"s": "ab"}}) == "abab"
+    assert evaluate("timestamp('2026-01-01T00:00:00Z') + duration('60s')", {}) == (
+        "2026-01-01T00:01:00.000000Z"
+    )
