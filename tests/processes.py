@@ -40,6 +40,8 @@ def settings_env(settings: Any, extra: Mapping[str, str] | None = None) -> dict[
         "LOG_FORMAT": "console",
         "PYTHONUNBUFFERED": "1",
     })
+    if settings.secret_keys:
+        env["FLOWYARD_SECRET_KEYS"] = ",".join(settings.secret_keys)
     if settings.http_allowed_hosts:
         env["HTTP_ALLOWED_HOSTS"] = ",".join(settings.http_allowed_hosts)
     env.update(extra or {})
