@@ -44,6 +44,12 @@ def test_create_list_update_delete_a_schedule(
     assert paused.json["is_active"] is False and paused.json["next_fire_at"] is None
     resumed = client.put(f"/api/triggers/{body['id']}", json={"is_active": True}, headers=editor)
     assert resumed.json["next_fire_at"] is not None
+    hourly = client.put(f"/api/triggers/{body['id']}", headers=editor, json={
+        "configuration": {"cron": "30 * * * *", "timezone": "UTC"}})
+    assert hourly.status_code == 200
+    assert hourly.json["next_fire_at"].endswith(":30:00Z")
+    assert hourly.json["configuration"] == {"cron": "30 * * * *", "timezone": "UTC",
+                                            "input": {}}
 
     assert client.delete(f"/api/triggers/{body['id']}", headers=editor).status_code == 204
     assert client.get(f"/api/triggers/{body['id']}", headers=viewer).status_code == 404
