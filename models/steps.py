@@ -33,12 +33,13 @@ class ClaimedStep:
 
 @dataclass(frozen=True)
 class StepRef:
-    """A step to send to its queue after commit."""
+    """A step to send to its queue after commit (with its attempt time limit when known)."""
 
     id: uuid.UUID
     instance_id: uuid.UUID
     node_id: str
     step_type: str
+    timeout_seconds: float | None = None
 
 
 def _json(statement: TextClause, *names: str) -> TextClause:

@@ -176,8 +176,13 @@ def apply_after_commit(runtime: WorkerRuntime, after: AfterCommit) -> None:
 
     refs = after.dispatch + [ref for ref, _ in after.countdown]
     if refs and runtime.celery is not None:
-        with runtime.session_factory() as session:
-            timeouts = step_timeouts(session, runtime.graphs, runtime.settings, refs)
+        timeouts = {ref.id: ref.timeout_seconds for ref in refs
+                    if ref.timeout_seconds is not None}
+        unknown = [ref for ref in refs if ref.timeout_seconds is None]
+        if unknown:
+            with runtime.session_factory() as session:
+                timeouts.update(step_timeouts(session, runtime.graphs, runtime.settings,
+                                              unknown))
         send_steps(runtime.celery, runtime.node_types, after.dispatch, timeouts)
         for ref, delay in after.countdown:
             # Arrive just after run_after (database clock), or the claim would refuse it.

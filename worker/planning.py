@@ -61,7 +61,8 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
         states = planner_steps(steps)
         result = planner.plan(graph, states, base, runtime.node_types)
         changed = _fail_condition_errors(session, steps, result)
-        inserted = _record_decisions(session, graph, instance.id, result)
+        inserted = _record_decisions(session, graph, instance.id, result,
+                                     float(runtime.settings.default_step_timeout_seconds))
         dispatch.extend(ref for ref in inserted if ref is not None)
         # The planner cascades skips and passthroughs to a fixpoint in one call, so only a
         # step failed for its edge condition needs another round.
@@ -107,7 +108,7 @@ def _fail_condition_errors(session: Session, steps: list[WorkflowExecution],
 
 
 def _record_decisions(session: Session, graph: WorkflowGraph, instance_id: uuid.UUID,
-                      result: planner.Plan) -> list[StepRef | None]:
+                      result: planner.Plan, default_timeout: float) -> list[StepRef | None]:
     """Insert one row per decided node; returns refs of new pending ones (None for others)."""
     recorded: list[StepRef | None] = []
     for node_id in result.ready:
@@ -115,7 +116,8 @@ def _record_decisions(session: Session, graph: WorkflowGraph, instance_id: uuid.
         step_id = insert_step(session, instance_id, node_id, node.type,
                               StepStatus.PENDING.value, node.retries)
         if step_id is not None:
-            recorded.append(StepRef(step_id, instance_id, node_id, node.type))
+            recorded.append(StepRef(step_id, instance_id, node_id, node.type,
+                                    node.timeout_seconds or default_timeout))
     for node_id in result.skipped:
         node = graph.node(node_id)
         if insert_step(session, instance_id, node_id, node.type, StepStatus.SKIPPED.value,
