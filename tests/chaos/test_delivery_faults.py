@@ -125,3 +125,19 @@ def test_long_retry_backoff_is_a_database_timer(runtime: Any, e2e_settings: Any,
     call = steps(runtime, instance_id)["call"]
     assert call.retry_count == 1 and call.attempt == 2
     assert (call.started_at - pending.run_after).total_seconds() >= 0
+
+
+def test_two_schedulers_fire_each_timer_once(runtime: Any, e2e_settings: Any) -> None:
+    wf = make_workflow(runtime, [
+        node("start", "trigger"),
+        *[node(f"d{i}", "delay", {"seconds": 1}) for i in range(5)],
+        node("join", "noop"),
+    ], [*[edge("start", f"d{i}") for i in range(5)], *[edge(f"d{i}", "join") for i in range(5)]])
+    with worker_process(e2e_settings, concurrency=1), scheduler_process(e2e_settings), \
+            scheduler_process(e2e_settings):
+        instance_id = start(runtime, wf)
+        row = wait_status(runtime, instance_id, timeout=60)
+    assert row.status == "completed", row.error_details
+    recorded = steps(runtime, instance_id)
+    assert all(step.status == "completed" and step.attempt == 1 for step in recorded.values())
+    assert (row.execution_metrics or {})["step_count"] == 7
