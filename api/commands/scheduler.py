@@ -8,6 +8,7 @@ from types import FrameType
 
 import click
 
+from api.commands.log_setup import configure_logging
 from api.commands.settings_loader import load_settings
 
 
@@ -19,6 +20,7 @@ def scheduler() -> None:
     from worker.runtime import build_runtime
 
     settings = load_settings()
+    configure_logging(settings)
     runtime = build_runtime(settings)
     make_celery(settings, runtime)
     stop = threading.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from api.commands.log_setup import configure_logging
 from api.commands.secrets import check_secret_keys
 from api.commands.settings_loader import load_settings
 
@@ -23,6 +24,7 @@ def worker(queues: str, concurrency: int | None, loglevel: str, hostname: str | 
 
     settings = load_settings()
     check_secret_keys(settings)
+    configure_logging(settings)
     runtime = build_runtime(settings)
     app = make_celery(settings, runtime)
     if settings.worker_heartbeat_file:
