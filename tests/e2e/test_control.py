@@ -202,3 +202,29 @@ def test_step_timeout_bounds_one_attempt(runtime: Any, cluster: Any, http_server
     call = steps(runtime, instance_id)["call"]
     assert call.status == "failed" and "timeout" in (call.error_message or "")
     assert call.duration_ms is not None and call.duration_ms < 5000
+
+
+def test_expression_errors_fail_the_step_naming_the_expression(runtime: Any,
+                                                               cluster: Any) -> None:
+    wf = make_workflow(runtime, [
+        node("start", "trigger"),
+        node("after", "noop"),
+    ], [edge("start", "after", condition="input.missing > 1")])
+    instance_id = start(runtime, wf)
+    row = wait_status(runtime, instance_id)
+    assert row.status == "failed"
+    recorded = steps(runtime, instance_id)
+    assert recorded["start"].status == "failed"
+    assert "input.missing > 1" in (recorded["start"].error_message or "")
+    assert "start" in (row.error_details or "")
+
+    wf = make_workflow(runtime, [
+        node("start", "trigger"),
+        node("check", "condition", {"expression": "input.nope == 1"}, retries=2),
+    ], [edge("start", "check")])
+    instance_id = start(runtime, wf)
+    row = wait_status(runtime, instance_id)
+    assert row.status == "failed"
+    check = steps(runtime, instance_id)["check"]
+    # An evaluation error is permanent: no retries are spent on it.
+    assert check.retry_count == 0 and "input.nope == 1" in (check.error_message or "")
