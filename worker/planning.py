@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from engine import planner
 from engine.document import WorkflowGraph
-from engine.statuses import InstanceStatus, StepStatus
+from engine.statuses import FINAL_INSTANCE_STATUSES, InstanceStatus, StepStatus
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import steps_of
 from models.steps import StepRef, finish_step, insert_step
@@ -51,6 +51,10 @@ def nodes_context(steps: list[WorkflowExecution]) -> dict[str, Any]:
 
 def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance) -> Advance:
     """Plan the locked instance until nothing new is decided; finish it when the plan says so."""
+    if instance.status in FINAL_INSTANCE_STATUSES:
+        # A late step of an instance that already ended (a parallel branch failed, or it
+        # timed out) is recorded, but the instance is neither replanned nor finished twice.
+        return Advance(dispatch=[], finished=False)
     if instance.workflow_version_id is None:
         raise LookupError(f"instance {instance.id} has no pinned workflow version")
     graph, configuration = runtime.graphs.get(session, instance.workflow_version_id)

@@ -228,3 +228,23 @@ def test_expression_errors_fail_the_step_naming_the_expression(runtime: Any,
     check = steps(runtime, instance_id)["check"]
     # An evaluation error is permanent: no retries are spent on it.
     assert check.retry_count == 0 and "input.nope == 1" in (check.error_message or "")
+
+
+def test_late_branch_after_a_failure_is_recorded_but_changes_nothing(
+        runtime: Any, cluster: Any, http_server: Any) -> None:
+    path = f"/slow/{uuid.uuid4().hex}"
+    wf = make_workflow(runtime, [
+        node("start", "trigger"),
+        node("bad", "transform", {"output": "{{ input.missing }}"}),
+        node("slow", "http", {"url": f"{http_server.base_url}{path}?seconds=1.5"}),
+        node("after_slow", "noop"),
+    ], [edge("start", "bad"), edge("start", "slow"), edge("slow", "after_slow")])
+    instance_id = start(runtime, wf)
+    failed = wait_status(runtime, instance_id)
+    assert failed.status == "failed" and "bad" in (failed.error_details or "")
+    wait_until(lambda: steps(runtime, instance_id)["slow"].status == "completed", 20,
+               message="the slow branch to finish")
+    row = instance_row(runtime, instance_id)
+    assert row.status == "failed" and row.completed_at == failed.completed_at
+    assert row.error_details == failed.error_details
+    assert "after_slow" not in steps(runtime, instance_id)
