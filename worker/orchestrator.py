@@ -8,7 +8,6 @@ duplicate or late delivery changes nothing. Must not import Flask.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,6 @@ from models.steps import (
     StepRef,
     claim_step,
     finish_step,
-    heartbeat,
     schedule_retry,
     start_timer,
     wait_for_approval,
@@ -69,14 +67,12 @@ def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str |
         return "stale"
     bound = log.bind(instance_id=str(claimed.instance_id), node_id=claimed.node_id,
                      attempt=claimed.attempt)
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat_loop, args=(runtime, claimed, stop), daemon=True)
-    beat.start()
+    leases = runtime.lease_keeper()
+    leases.hold(claimed.id, claimed.attempt)
     try:
         outcome = run_handler(runtime, claimed, prepared)
     finally:
-        stop.set()
-        beat.join()
+        leases.release(claimed.id)
     after = record_outcome(runtime, claimed, outcome)
     apply_after_commit(runtime, after)
     bound.info("step.done", outcome=type(outcome).__name__)
@@ -86,17 +82,6 @@ def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str |
 def _input_record(prepared: PreparedStep) -> Any:
     """The attempt's rendered config as recorded: secret references stay references."""
     return prepared.rendered if isinstance(prepared.rendered, dict) else None
-
-
-def _heartbeat_loop(runtime: WorkerRuntime, claimed: ClaimedStep, stop: threading.Event) -> None:
-    lease = runtime.settings.step_lease_seconds
-    while not stop.wait(max(lease / 3.0, 0.2)):
-        try:
-            with transaction(runtime.session_factory) as session:
-                if not heartbeat(session, claimed.id, claimed.attempt, lease):
-                    return
-        except Exception:  # a missed beat only shortens the lease; the step keeps running
-            log.warning("step.heartbeat_failed", execution_id=str(claimed.id))
 
 
 def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -> AfterCommit:

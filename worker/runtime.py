@@ -19,6 +19,7 @@ from engine.document import WorkflowGraph, parse_workflow
 from models.db import make_engine, make_session_factory
 from models.settings import Settings
 from models.workflow import WorkflowVersion
+from worker.leases import LeaseKeeper
 
 
 class GraphCache:
@@ -55,6 +56,13 @@ class WorkerRuntime:
     session_factory: sessionmaker[Session]
     graphs: GraphCache = field(default_factory=GraphCache)
     celery: Any = None
+    leases: LeaseKeeper | None = None
+
+    def lease_keeper(self) -> LeaseKeeper:
+        """The process's one lease-keeping timer (created on first use)."""
+        if self.leases is None:
+            self.leases = LeaseKeeper(self.session_factory, self.settings.step_lease_seconds)
+        return self.leases
 
 
 def build_runtime(settings: Settings, node_types: Mapping[str, Any] | None = None,
