@@ -56,10 +56,11 @@ NOTHING = AfterCommit([], [], False)
 def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str | None) -> str:
     """Run one delivery of a step; returns what happened (for logs and tests)."""
     settings = runtime.settings
-    prepared = prepare_step(runtime, execution_id)
     claimed = None
-    if prepared is not None:
-        with transaction(runtime.session_factory) as session:
+    # Read and claim in one transaction: one connection checkout, one commit.
+    with transaction(runtime.session_factory) as session:
+        prepared = prepare_step(runtime, session, execution_id)
+        if prepared is not None:
             claimed = claim_step(session, execution_id, settings.step_lease_seconds, task_id,
                                  input_data=_input_record(prepared))
     if claimed is None or prepared is None:

@@ -1,8 +1,8 @@
 """Run one claimed step's handler: build its context, render/resolve its config, classify errors.
 
-Runs outside any transaction (it opens short read sessions only) and never writes step
-state: the orchestrator records what this returns. Secret values never leave this module
-unredacted.
+Reads inside the orchestrator's claim transaction; handlers run outside any transaction.
+Never writes step state: the orchestrator records what this returns. Secret values never
+leave this module unredacted.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from engine.expressions import ExpressionError, expression_context, render_template_value
 from engine.nodetypes import NodeConfigError
@@ -75,22 +77,29 @@ class PreparedStep:
     render_error: Exception | None = None
 
 
-def prepare_step(runtime: WorkerRuntime, execution_id: uuid.UUID) -> PreparedStep | None:
-    """Read what the step needs in one short session; None when it is not pending (stale)."""
-    with runtime.session_factory() as session:
-        step = session.get(WorkflowExecution, execution_id)
-        if step is None or step.status != "pending":
-            return None
-        instance = session.get(WorkflowInstance, step.instance_id)
-        if instance is None or instance.workflow_version_id is None:
-            return None
-        graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
-        steps = [s for s in steps_of(session, step.instance_id)
-                 if s.status in ("completed", "failed", "skipped")]
-        expressions = expression_context(instance_input(instance), nodes_context(steps),
-                                         instance_facts(instance))
-        node_id, instance_id = step.node_id, step.instance_id
-        node_type = runtime.node_types.get(step.step_type)
+def prepare_step(runtime: WorkerRuntime, session: Session,
+                 execution_id: uuid.UUID) -> PreparedStep | None:
+    """Read what the step needs (in the caller's claim transaction, which it never commits).
+
+    None when the step is not pending (a stale delivery).
+    """
+    row = session.execute(
+        select(WorkflowExecution, WorkflowInstance)
+        .join(WorkflowInstance, WorkflowInstance.id == WorkflowExecution.instance_id)
+        .where(WorkflowExecution.id == execution_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    step, instance = row
+    if step.status != "pending" or instance.workflow_version_id is None:
+        return None
+    graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
+    steps = [s for s in steps_of(session, step.instance_id)
+             if s.status in ("completed", "failed", "skipped")]
+    expressions = expression_context(instance_input(instance), nodes_context(steps),
+                                     instance_facts(instance))
+    node_id, instance_id = step.node_id, step.instance_id
+    node_type = runtime.node_types.get(step.step_type)
     context = StepContext(step_id=execution_id, instance_id=instance_id, node_id=node_id,
                           attempt=0, expressions=expressions, settings=runtime.settings,
                           session_factory=runtime.session_factory)
