@@ -22,6 +22,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# A fixed, valid Fernet key used only when the test settings carry none.
+_THROWAWAY_KEY = "dGVzdC1vbmx5LWZsb3d5YXJkLWtleS0wMDAwMDAwMDA="
+
 
 
 def settings_env(settings: Any, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -40,8 +43,10 @@ def settings_env(settings: Any, extra: Mapping[str, str] | None = None) -> dict[
         "LOG_FORMAT": "console",
         "PYTHONUNBUFFERED": "1",
     })
-    if settings.secret_keys:
-        env["FLOWYARD_SECRET_KEYS"] = ",".join(settings.secret_keys)
+    # Always a key: a secret another test module left in the shared session database must
+    # not stop this child at start (workers refuse to start with secrets but no key).
+    keys = settings.secret_keys or (_THROWAWAY_KEY,)
+    env["FLOWYARD_SECRET_KEYS"] = ",".join(keys)
     if settings.http_allowed_hosts:
         env["HTTP_ALLOWED_HOSTS"] = ",".join(settings.http_allowed_hosts)
     env.update(extra or {})

@@ -23,16 +23,25 @@ def api(e2e_settings: Any, runtime: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def headers(runtime: Any) -> dict[str, dict[str, str]]:
+def headers(runtime: Any) -> Iterator[dict[str, dict[str, str]]]:
+    from sqlalchemy import delete
+
     from api.auth import issue_token
+    from models.security import ApiToken, AuditLogEntry
 
     made = {}
-    for role in ("viewer", "operator"):
+    names = [f"e2e-{role}-{uuid.uuid4().hex[:6]}" for role in ("viewer", "operator")]
+    for role, name in zip(("viewer", "operator"), names, strict=True):
         with runtime.session_factory() as session:
-            _, token = issue_token(session, name=f"e2e-{role}", roles=[role])
+            _, token = issue_token(session, name=name, roles=[role])
             session.commit()
         made[role] = {"Authorization": f"Bearer {token}"}
-    return made
+    yield made
+    # These calls commit for real; leave no tokens or audit rows for other test modules.
+    with runtime.session_factory() as session:
+        session.execute(delete(AuditLogEntry).where(AuditLogEntry.actor.in_(names)))
+        session.execute(delete(ApiToken).where(ApiToken.name.in_(names)))
+        session.commit()
 
 
 def _flow(runtime: Any, seconds: float = 0) -> uuid.UUID:

@@ -26,7 +26,8 @@ def runtime(settings: Any) -> Iterator[Any]:
     """A runtime that decides but never sends (no Celery app): nothing runs the steps."""
     from worker.runtime import build_runtime
 
-    rt = build_runtime(settings.replace(max_concurrent_workflows=1))
+    # A high limit: instances other test modules left running must not hold these back.
+    rt = build_runtime(settings.replace(max_concurrent_workflows=10_000))
     yield rt
     rt.engine.dispose()
 
@@ -98,6 +99,8 @@ def test_expired_lease_goes_back_to_pending_then_fails_at_the_cap(runtime: Any) 
 
 
 def test_admission_respects_limit_and_priority(runtime: Any) -> None:
+    runtime = dataclasses.replace(runtime, settings=runtime.settings.replace(
+        max_concurrent_workflows=1))
     wf = make_workflow(runtime, [node("wait", "delay", {"seconds": 60})], [])
     with transaction(runtime.session_factory) as session:
         session.execute(text("UPDATE workflow_instances SET status = 'cancelled' "
