@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import Settings
@@ -19,14 +21,38 @@ def sqlalchemy_url(database_url: str) -> str:
     return database_url
 
 
+# A pooled connection idle longer than this is pinged before use. Pinging every checkout
+# (pool_pre_ping) cost a round trip per transaction, several per step; a connection used a
+# moment ago is alive, or its failure is reported like any other database error.
+IDLE_PING_SECONDS = 1.0
+
+
 def make_engine(settings: Settings, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(settings.require_database_url()),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
         future=True,
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < IDLE_PING_SECONDS:
+            return  # new, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool discards this connection and checks out (or opens) another.
+            raise exc.DisconnectionError(str(error)) from error
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
