@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.expressions import ExpressionError, expression_context, render_template_value
+from engine.expressions import (
+    ExpressionError,
+    expression_context,
+    has_template,
+    render_template_value,
+)
 from engine.nodetypes import NodeConfigError
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import steps_of
@@ -94,22 +99,70 @@ def prepare_step(runtime: WorkerRuntime, session: Session,
     if step.status != "pending" or instance.workflow_version_id is None:
         return None
     graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
-    steps = [s for s in steps_of(session, step.instance_id)
-             if s.status in ("completed", "failed", "skipped")]
-    expressions = expression_context(instance_input(instance), nodes_context(steps),
-                                     instance_facts(instance))
     node_id, instance_id = step.node_id, step.instance_id
     node_type = runtime.node_types.get(step.step_type)
+    node = graph.node_by_id.get(node_id)
+    raw_config = dict(node.config) if node is not None else {}
+    nodes: Mapping[str, Any]
+    if _reads_nodes(node_type, raw_config):
+        nodes = _decided_nodes(session, instance_id)
+    else:
+        # Most steps never look at other nodes' outputs: read them only if the handler does.
+        nodes = LazyNodes(runtime.session_factory, instance_id)
+    expressions = expression_context(instance_input(instance), nodes, instance_facts(instance))
     context = StepContext(step_id=execution_id, instance_id=instance_id, node_id=node_id,
                           attempt=0, expressions=expressions, settings=runtime.settings,
                           session_factory=runtime.session_factory)
-    node = graph.node_by_id.get(node_id)
-    raw_config = dict(node.config) if node is not None else {}
     try:
         rendered = _render(node_type, raw_config, expressions)
     except ExpressionError as error:
         return PreparedStep(context, node_type, raw_config, error)
     return PreparedStep(context, node_type, rendered)
+
+
+def _decided_nodes(session: Session, instance_id: uuid.UUID) -> dict[str, Any]:
+    steps = [s for s in steps_of(session, instance_id)
+             if s.status in ("completed", "failed", "skipped")]
+    return nodes_context(steps)
+
+
+def _reads_nodes(node_type: Any, config: Any) -> bool:
+    """Whether rendering the config or the type's expression fields will read `nodes`."""
+    return bool(getattr(node_type, "expression_fields", ())) or _has_template(config)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return has_template(value)
+    if isinstance(value, dict):
+        return any(_has_template(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_template(item) for item in value)
+    return False
+
+
+class LazyNodes(Mapping[str, Any]):
+    """`nodes` of the expression context, read in its own short session on first use."""
+
+    def __init__(self, session_factory: Any, instance_id: uuid.UUID) -> None:
+        self._session_factory = session_factory
+        self._instance_id = instance_id
+        self._nodes: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._nodes is None:
+            with self._session_factory() as session:
+                self._nodes = _decided_nodes(session, self._instance_id)
+        return self._nodes
+
+    def __getitem__(self, key: str) -> Any:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
 
 
 def _secret_lookup(runtime: WorkerRuntime) -> Any:
