@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -115,28 +117,36 @@ def test_no_secret_keys_is_a_clear_503(
 def test_audit_log_filters_and_pagination(
     client: FlaskClient, token_for: Callable[..., Headers],
 ) -> None:
-    editor = token_for("editor", name="eve")
+    # Audit rows commit on their own, so other tests' rows share this table: every
+    # assertion filters by this test's own actors or its start time.
+    suffix = uuid.uuid4().hex[:6]
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    eve, vic = f"eve-{suffix}", f"vic-{suffix}"
+    editor = token_for("editor", name=eve)
     for index in range(3):
         assert client.post("/api/secrets", headers=editor,
                            json={"name": f"S{index}", "value": "v"}).status_code == 201
-    client.post("/api/secrets", headers=token_for("viewer", name="vic"),
+    client.post("/api/secrets", headers=token_for("viewer", name=vic),
                 json={"name": "S9", "value": "v"})
     admin = token_for("admin", name="root")
 
-    page = client.get("/api/audit-log?actor=eve&limit=2", headers=admin).json
+    page = client.get(f"/api/audit-log?actor={eve}&limit=2", headers=admin).json
     assert page["total"] == 3 and page["limit"] == 2 and len(page["items"]) == 2
     assert [item["resource_id"] for item in page["items"]] == ["S2", "S1"]  # newest first
-    rest = client.get("/api/audit-log?actor=eve&limit=2&offset=2", headers=admin).json
+    rest = client.get(f"/api/audit-log?actor={eve}&limit=2&offset=2", headers=admin).json
     assert [item["resource_id"] for item in rest["items"]] == ["S0"]
     item = page["items"][0]
     assert item["action"] == "POST /api/secrets" and item["outcome"] == "success"
     assert item["request_id"] and item["occurred_at"].endswith("Z")
 
-    denied = client.get("/api/audit-log?outcome=denied", headers=admin).json
-    assert [i["actor"] for i in denied["items"]] == ["vic"]
+    denied = client.get(f"/api/audit-log?outcome=denied&since={started}",
+                        headers=admin).json
+    assert [i["actor"] for i in denied["items"]] == [vic]
+    assert client.get(f"/api/audit-log?actor={vic}&outcome=success",
+                      headers=admin).json["total"] == 0
     assert client.get("/api/audit-log?since=2999-01-01T00:00:00Z",
                       headers=admin).json["total"] == 0
-    assert client.get("/api/audit-log?since=2000-01-01T00:00:00Z&resource_type=secrets",
+    assert client.get(f"/api/audit-log?since={started}&resource_type=secrets",
                       headers=admin).json["total"] == 4
     assert client.get("/api/audit-log?outcome=maybe", headers=admin).status_code == 422
     assert client.get("/api/audit-log?colour=red", headers=admin).status_code == 422
