@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
+from engine.nodetypes import SECRET_KEY, is_secret_ref
+
 REDACTED = "[REDACTED]"
-SECRET_KEY = "$secret"
 
 
 class SecretResolutionError(Exception):
@@ -26,30 +27,6 @@ class MissingSecretError(SecretResolutionError):
     def __init__(self, name: str) -> None:
         super().__init__(f"secret {name!r} is not defined (create it with POST /api/secrets)")
         self.name = name
-
-
-def is_secret_reference(value: Any) -> bool:
-    """True for exactly `{"$secret": "NAME"}` (one key, a non-empty string name)."""
-    return (
-        isinstance(value, dict)
-        and len(value) == 1
-        and isinstance(value.get(SECRET_KEY), str)
-        and bool(value[SECRET_KEY])
-    )
-
-
-def secret_references(value: Any) -> set[str]:
-    """Names of every secret referenced anywhere in `value` (for validation and listing)."""
-    if is_secret_reference(value):
-        return {value[SECRET_KEY]}
-    names: set[str] = set()
-    if isinstance(value, dict):
-        for item in value.values():
-            names |= secret_references(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            names |= secret_references(item)
-    return names
 
 
 def resolve_secrets(value: Any, lookup: Callable[[str], str]) -> tuple[Any, frozenset[str]]:
@@ -75,7 +52,7 @@ def resolve_secrets(value: Any, lookup: Callable[[str], str]) -> tuple[Any, froz
         return cache[name]
 
     def walk(item: Any) -> Any:
-        if is_secret_reference(item):
+        if is_secret_ref(item):
             return fetch(item[SECRET_KEY])
         if isinstance(item, dict):
             return {key: walk(inner) for key, inner in item.items()}

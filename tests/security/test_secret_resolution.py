@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from engine.nodetypes import secret_names
 from worker.secret_resolution import (
     REDACTED,
     MissingSecretError,
     redact,
     redact_text,
     resolve_secrets,
-    secret_references,
 )
 
 STORE = {"API_TOKEN": "tok-3f9a8b", "DB_PASS": 'pa"ss/word'}
@@ -29,7 +29,7 @@ def test_references_are_resolved_anywhere_in_a_config() -> None:
     assert resolved["not_a_ref"] == {"$secret": "API_TOKEN", "other": 1}
     assert used == frozenset(STORE.values())
     assert config["headers"]["Authorization"] == {"$secret": "API_TOKEN"}  # input untouched
-    assert secret_references(config) == {"API_TOKEN", "DB_PASS"}
+    assert set(secret_names(config)) == {"API_TOKEN", "DB_PASS"}
 
 
 def test_missing_secret_names_it() -> None:

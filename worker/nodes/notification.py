@@ -20,7 +20,7 @@ import json
 import uuid
 from typing import Any
 
-from engine.nodetypes import NOTIFICATION_CHANNELS
+from engine.nodetypes import NOTIFICATION_CHANNELS, is_secret_ref
 from models.approvals import recorded_step_input
 from models.db import transaction
 from models.notifications import (
@@ -33,7 +33,6 @@ from worker.errors import PermanentNodeError
 from worker.nodes import with_run
 from worker.notifications.notices import dispatch_notifications
 from worker.results import Suspend
-from worker.secret_resolution import is_secret_reference
 
 _SEALABLE = ("recipients", "subject", "message")
 
@@ -92,7 +91,7 @@ def _split_secret_values(config: dict[str, Any], recorded: dict[str, Any],
 
 def _show_references(value: Any) -> Any:
     """`{"$secret": "NAME"}` shown as its JSON text (the columns hold strings)."""
-    if is_secret_reference(value):
+    if is_secret_ref(value):
         return json.dumps(value)
     if isinstance(value, list):
         return [_show_references(item) for item in value]
