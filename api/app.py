@@ -93,7 +93,7 @@ def default_node_types() -> dict[str, NodeType]:
     Raises:
         PluginError: an installed `flowyard.nodes` entry point is broken (named).
     """
-    from worker.plugins import load_node_types
+    from worker.gateway import load_node_types
 
     return {**BUILTIN_NODE_TYPES, **load_node_types()}
 

@@ -1,8 +1,9 @@
 """Per-app collaborators (settings, session factory, Celery app) and the request-scoped session.
 
-Owns: `AppState` (stored in `app.extensions["flowyard"]`), `app_state()` and
-`request_session()`. The request session is opened lazily, never committed here (endpoints
-commit explicitly), and closed after every request, which rolls back anything uncommitted.
+Owns: `AppState` (stored in `app.extensions["flowyard"]`), `app_state()`, `worker_runtime()`
+and `request_session()`. The request session is opened lazily, never committed here
+(endpoints commit explicitly), and closed after every request, which rolls back anything
+uncommitted.
 Must not hold module-level engines or sessions.
 """
 
@@ -17,8 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.nodetypes import NodeType
 from models.settings import Settings
+from worker.gateway import WorkerRuntime
 
 _EXTENSION_KEY = "flowyard"
+_RUNTIME_KEY = "flowyard.worker_runtime"
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,20 @@ def close_request_session() -> None:
 
 def _teardown_session(_error: BaseException | None) -> None:
     close_request_session()
+
+
+def worker_runtime() -> WorkerRuntime:
+    """The worker-side collaborators on the API's own database pool and Celery app (one per app).
+
+    The API uses it to dispatch, admit and resume work after its own commits.
+    """
+    runtime: WorkerRuntime | None = current_app.extensions.get(_RUNTIME_KEY)
+    if runtime is None:
+        state = app_state()
+        factory = state.session_factory
+        # The API's own engine (or a test's connection): the runtime only uses its sessions.
+        runtime = WorkerRuntime(settings=state.settings, node_types=dict(state.node_types),
+                                engine=factory.kw.get("bind"), session_factory=factory,
+                                celery=state.celery_app)
+        current_app.extensions[_RUNTIME_KEY] = runtime
+    return runtime

@@ -10,9 +10,15 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from api.context import worker_runtime
 from api.errors import ConflictError, NotFoundError
-from worker.firing import LaunchRequest
-from worker.launch import InactiveWorkflowError, UnknownWorkflowError, launch
+from worker.gateway import (
+    InactiveWorkflowError,
+    LaunchRequest,
+    UnknownWorkflowError,
+    admit_and_dispatch,
+    launch,
+)
 
 
 def launch_for_api(session: Session, request: LaunchRequest) -> uuid.UUID:
@@ -27,7 +33,4 @@ def launch_for_api(session: Session, request: LaunchRequest) -> uuid.UUID:
 
 def admit_after_commit() -> None:
     """Start what the committed firing created, within the admission limit."""
-    from api.resources.instances import worker_runtime
-    from worker.admission import admit_and_dispatch
-
     admit_and_dispatch(worker_runtime())

@@ -73,6 +73,18 @@ def clock_calls(source: str) -> list[tuple[int, str]]:
     ]
 
 
+# The HTTP layer reaches the worker only through this module; process entry points
+# (api/commands/) build workers and schedulers and may import what they run.
+API_WORKER_DOOR = "worker.gateway"
+API_ENTRY_POINTS = "api.commands"
+
+
+def _outside_the_door(module: str, name: str) -> bool:
+    if module.startswith(API_ENTRY_POINTS) or name.split(".")[0] != "worker":
+        return False
+    return name != API_WORKER_DOOR
+
+
 def violations(package: str, source: str, module: str) -> list[str]:
     problems = [
         f"{module}:{line} imports {name}"
@@ -82,6 +94,12 @@ def violations(package: str, source: str, module: str) -> list[str]:
     if package == "engine":
         problems.extend(
             f"{module}:{line} reads the clock ({call})" for line, call in clock_calls(source)
+        )
+    if package == "api":
+        problems.extend(
+            f"{module}:{line} imports {name} (use {API_WORKER_DOOR})"
+            for line, name in imported_modules(source, module)
+            if _outside_the_door(module, name)
         )
     return problems
 
@@ -115,6 +133,8 @@ def test_package_imports_follow_the_layering(package: str) -> None:
         ("models", "models.db", "from api import app\n"),
         ("worker", "worker.tasks", "from flask import current_app\n"),
         ("worker", "worker.nodes.http", "from ...api.errors import ApiError\n"),
+        ("api", "api.resources.instances", "from worker.launch import create_instance\n"),
+        ("api", "api.app", "def f():\n    import worker.plugins\n"),
     ],
 )
 def test_the_checker_catches_violations(package: str, module: str, source: str) -> None:
@@ -122,7 +142,9 @@ def test_the_checker_catches_violations(package: str, module: str, source: str) 
 
 
 def test_the_checker_allows_the_permitted_direction() -> None:
-    assert violations("api", "from worker import dispatch\nimport flask\n", "api.app") == []
+    assert violations("api", "from worker.gateway import launch\nimport flask\n", "api.app") == []
+    assert violations("api", "from worker.celery_app import make_celery\n",
+                      "api.commands.worker") == []
     assert (
         violations("worker", "from models.db import x\nfrom engine import planner\n", "worker.a")
         == []

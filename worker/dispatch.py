@@ -1,8 +1,8 @@
 """Send decided steps to their Celery queues after commit; only ids travel through Redis.
 
-This is also the API's one door into the worker package: it re-exports the launch and
-control functions the API calls. Sending never touches the database state machine: a lost
-message is re-sent by the reconciler, a duplicate is fenced by the claim.
+Sending never touches the database state machine: a lost message is re-sent by the
+reconciler, a duplicate is fenced by the claim. (The API reaches the worker through
+worker/gateway.py, not through here.)
 """
 
 from __future__ import annotations

@@ -11,14 +11,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 from sqlalchemy import select
 
 from api.audit import set_audit_resource
 from api.auth import current_principal, require_any_token, require_role
 from api.blueprint import Blueprint
-from api.context import app_state, request_session
+from api.context import request_session, worker_runtime
 from api.errors import ConflictError, ForbiddenError, NotFoundError
 from api.pagination import page_schema, paginate
 from api.schemas.approvals import (
@@ -30,13 +29,11 @@ from api.schemas.approvals import (
 from models.approval import WorkflowApproval
 from models.approvals import approvals_query, find_approval
 from models.instance import WorkflowExecution
-from worker.nodes.approval import record_decision, resume_after_commit
-from worker.runtime import WorkerRuntime
+from worker.gateway import record_decision, resume_after_commit
 
 blp = Blueprint("approvals", __name__, url_prefix="/api/approvals",
                 description="Human approvals: list, approve, reject")
 
-_RUNTIME_KEY = "flowyard.worker_runtime"
 
 
 @blp.route("")
@@ -99,7 +96,7 @@ def _decide(approval_id: uuid.UUID, *, approved: bool, comment: str | None) -> d
     if not principal.can_approve(approval.approver_role):
         raise ForbiddenError(
             f"deciding this approval needs the role {approval.approver_role!r} (or admin)")
-    runtime = _runtime()
+    runtime = worker_runtime()
     decision, after = record_decision(session, runtime, approval_id, approved=approved,
                                       decided_by=principal.name, comment=comment)
     if decision is None:
@@ -132,15 +129,3 @@ def _with_steps(approvals: list[Any]) -> list[dict[str, Any]]:
     return items
 
 
-def _runtime() -> WorkerRuntime:
-    """The worker collaborators the API needs to resume a step (one per app)."""
-    runtime: WorkerRuntime | None = current_app.extensions.get(_RUNTIME_KEY)
-    if runtime is None:
-        state = app_state()
-        # The API's own engine (or test connection): the runtime only uses its sessions.
-        bind: Any = state.session_factory.kw.get("bind")
-        runtime = WorkerRuntime(settings=state.settings, node_types=state.node_types,
-                                engine=bind, session_factory=state.session_factory,
-                                celery=state.celery_app)
-        current_app.extensions[_RUNTIME_KEY] = runtime
-    return runtime

@@ -21,7 +21,7 @@ from api.trigger_launch import admit_after_commit, launch_for_api
 from engine.expressions import ExpressionError, evaluate_condition
 from models.triggers import matching_event_triggers
 from models.workflow import WorkflowTrigger
-from worker.firing import fire_trigger
+from worker.gateway import fire_trigger
 
 blp = Blueprint("events", __name__, url_prefix="/api/events",
                 description="Events that start event-triggered workflows")

@@ -32,7 +32,7 @@ from api.trigger_launch import admit_after_commit, launch_for_api
 from engine.statuses import TriggerType
 from models.triggers import find_trigger
 from models.workflow import Workflow, WorkflowTrigger
-from worker.firing import fire_trigger
+from worker.gateway import fire_trigger
 
 SIGNATURE_HEADER = "X-Flowyard-Signature"
 SIGNATURE_PREFIX = "sha256="

@@ -13,14 +13,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, stream_with_context
 from flask.views import MethodView
 from sqlalchemy import select
 
 from api.audit import set_audit_resource
 from api.auth import require_role
 from api.blueprint import Blueprint
-from api.context import app_state, request_session
+from api.context import app_state, request_session, worker_runtime
 from api.errors import ConflictError, NotFoundError
 from api.pagination import page_schema, paginate
 from api.schemas.instances import (
@@ -33,32 +33,15 @@ from models.approval import WorkflowApproval, WorkflowNotification
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import steps_of
 from models.workflow import Workflow
-from worker import control
-from worker.admission import admit_and_dispatch
-from worker.launch import InactiveWorkflowError, create_instance
-from worker.runtime import WorkerRuntime
+from worker.gateway import InactiveWorkflowError, admit_and_dispatch, control, create_instance
 
 blp = Blueprint("instances", __name__, url_prefix="/api",
                 description="Workflow execution: start, monitor and control instances")
 
-_RUNTIME_KEY = "flowyard.worker_runtime"
 # Server-sent events: how often the stream polls the database, and how long it may stay open.
 EVENT_POLL_SECONDS = 0.5
 EVENT_STREAM_MAX_SECONDS = 3600.0
 _FINAL = ("completed", "failed", "cancelled")
-
-
-def worker_runtime() -> WorkerRuntime:
-    """The worker-side collaborators on the API's own database pool and Celery app."""
-    runtime: WorkerRuntime | None = current_app.extensions.get(_RUNTIME_KEY)
-    if runtime is None:
-        state = app_state()
-        factory = state.session_factory
-        runtime = WorkerRuntime(settings=state.settings, node_types=dict(state.node_types),
-                                engine=factory.kw["bind"], session_factory=factory,
-                                celery=state.celery_app)
-        current_app.extensions[_RUNTIME_KEY] = runtime
-    return runtime
 
 
 def get_instance(session: Any, instance_id: uuid.UUID) -> WorkflowInstance:

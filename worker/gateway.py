@@ -1,0 +1,31 @@
+"""The API's one door into the worker package: the launch, control and resume calls it may use.
+
+API modules import the worker only through here (tests/test_layering.py checks it), so the
+surface the HTTP layer depends on stays small and visible. Process entry points under
+api/commands/ build workers and schedulers and are exempt. Nothing here adds behaviour.
+"""
+
+from __future__ import annotations
+
+from worker import control
+from worker.admission import admit_and_dispatch
+from worker.firing import LaunchRequest, fire_trigger
+from worker.launch import InactiveWorkflowError, UnknownWorkflowError, create_instance, launch
+from worker.nodes.approval import record_decision, resume_after_commit
+from worker.plugins import load_node_types
+from worker.runtime import WorkerRuntime
+
+__all__ = [
+    "InactiveWorkflowError",
+    "LaunchRequest",
+    "UnknownWorkflowError",
+    "WorkerRuntime",
+    "admit_and_dispatch",
+    "control",
+    "create_instance",
+    "fire_trigger",
+    "launch",
+    "load_node_types",
+    "record_decision",
+    "resume_after_commit",
+]
