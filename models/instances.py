@@ -41,6 +41,19 @@ def steps_of(session: Session, instance_id: uuid.UUID) -> list[WorkflowExecution
     )
 
 
+def step_states_of(session: Session, instance_id: uuid.UUID) -> list[Any]:
+    """What planning reads of every step (id, node_id, status, selected_handle, output_data).
+
+    Plain rows, not ORM objects: an instance with a thousand steps is re-read after every
+    step of a fan-out, and building entities cost several times the query.
+    """
+    return list(session.execute(
+        select(WorkflowExecution.id, WorkflowExecution.node_id, WorkflowExecution.status,
+               WorkflowExecution.selected_handle, WorkflowExecution.output_data)
+        .where(WorkflowExecution.instance_id == instance_id)
+    ).all())
+
+
 def find_by_idempotency_key(session: Session, workflow_id: uuid.UUID,
                             key: str) -> WorkflowInstance | None:
     return session.execute(

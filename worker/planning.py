@@ -7,6 +7,7 @@ a join exactly once. Only newly decided ready steps are returned for dispatch af
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from engine import planner
 from engine.document import WorkflowGraph
 from engine.statuses import FINAL_INSTANCE_STATUSES, InstanceStatus, StepStatus
 from models.instance import WorkflowExecution, WorkflowInstance
-from models.instances import steps_of
+from models.instances import step_states_of, steps_of
 from models.steps import StepRef, finish_step, insert_step
 from worker.notifications.notices import notify_instance_finished
 from worker.runtime import WorkerRuntime
@@ -60,7 +61,7 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
     graph, configuration = runtime.graphs.get(session, instance.workflow_version_id)
     base = {"input": instance_input(instance), "instance": instance_facts(instance)}
     dispatch: list[StepRef] = []
-    steps = steps_of(session, instance.id)
+    steps = step_states_of(session, instance.id)
     for _ in range(_MAX_PLAN_ROUNDS):
         states = planner_steps(steps)
         result = planner.plan(graph, states, base, runtime.node_types)
@@ -72,7 +73,7 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
         # step failed for its edge condition needs another round.
         if not changed:
             break
-        steps = steps_of(session, instance.id)
+        steps = step_states_of(session, instance.id)
     states.update({node_id: planner.StepState(StepStatus.PENDING) for node_id in result.ready})
     states.update({node_id: planner.StepState(StepStatus.SKIPPED) for node_id in result.skipped})
     states.update(result.passthrough_steps())
@@ -87,7 +88,8 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
     return Advance(dispatch=dispatch, finished=False)
 
 
-def planner_steps(steps: list[WorkflowExecution]) -> dict[str, planner.StepState]:
+def planner_steps(steps: Sequence[Any]) -> dict[str, planner.StepState]:
+    """Planner states from step rows or entities (node_id, status, selected_handle, output)."""
     return {
         step.node_id: planner.StepState(status=StepStatus(step.status),
                                         selected_handle=step.selected_handle,
@@ -96,7 +98,7 @@ def planner_steps(steps: list[WorkflowExecution]) -> dict[str, planner.StepState
     }
 
 
-def _fail_condition_errors(session: Session, steps: list[WorkflowExecution],
+def _fail_condition_errors(session: Session, steps: Sequence[Any],
                            result: planner.Plan) -> bool:
     """An edge condition that cannot be evaluated fails its source step (CONTRACT §3)."""
     by_node = {step.node_id: step for step in steps}
