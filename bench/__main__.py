@@ -49,6 +49,7 @@ def main(argv: list[str]) -> int:
     runs = 2 if args.smoke else 7
     _header()
     rows: list[Row] = []
+    failures: list[str] = []
     with bench_environment() as env:
         baseline_runs.prepare(env)
         baseline_workers = [python_command("-m", "bench.baseline", env.redis_url,
@@ -69,7 +70,15 @@ def main(argv: list[str]) -> int:
             for name in args.only:
                 if name in steps:
                     print(f"running {name} ...", flush=True)
-                    rows.extend(steps[name]())
+                    try:
+                        produced = steps[name]()
+                    except Exception as error:  # report it, keep the other scenarios' rows
+                        failures.append(f"{name}: {error}")
+                        print(f"  FAILED: {error}", flush=True)
+                        continue
+                    for row in produced:
+                        print(f"  {row.scenario}: {row.value:.2f} {row.unit}", flush=True)
+                    rows.extend(produced)
             rows.append(Row("5. worker RSS (all worker processes)", worker_rss_mib(), "MiB"))
     _report(rows)
     if "save" in args.only:
@@ -77,7 +86,9 @@ def main(argv: list[str]) -> int:
 
         print()
         save_large_workflow.main(2 if args.smoke else 7)
-    return 0
+    for failure in failures:
+        print(f"FAILED {failure}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ class FlowyardClient:
 
     def post(self, path: str, body: Any) -> Any:
         response = self.http.post(f"{self.base_url}{path}", json=body, timeout=60)
-        response.raise_for_status()
+        if response.status_code >= 400:
+            raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:500]}")
         return response.json()
 
     def get(self, path: str) -> Any:
@@ -96,8 +97,10 @@ def flowyard_cluster(env: BenchEnvironment, *, workers: int = 2, concurrency: in
                      api_workers: int = 2, max_concurrent: int = 1000,
                      extra_env: dict[str, str] | None = None) -> Iterator[FlowyardClient]:
     """API, `workers` worker processes (each `concurrency` slots) and a scheduler."""
+    # A 1,000-way fan-out/fan-in has 1,002 nodes: over the default 1,000-node limit.
     child_env = env.child_env(MAX_CONCURRENT_WORKFLOWS=str(max_concurrent),
-                              FLOWYARD_RATE_LIMIT_PER_MINUTE="1000000", **(extra_env or {}))
+                              FLOWYARD_RATE_LIMIT_PER_MINUTE="1000000",
+                              FLOWYARD_MAX_NODES="2000", **(extra_env or {}))
     port = free_port()
     commands: Sequence[Sequence[str]] = [
         flowyard_command("api", "--host", "127.0.0.1", "--port", str(port),
