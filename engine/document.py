@@ -7,6 +7,7 @@ report problems without crashing here. Callers that execute a workflow must vali
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -88,6 +89,7 @@ class WorkflowGraph:
         self._incoming = {key: tuple(value) for key, value in incoming.items()}
         self._outgoing = {key: tuple(value) for key, value in outgoing.items()}
         self._order = {node.id: index for index, node in enumerate(by_id.values())}
+        self._topological: tuple[str, ...] | None = None
 
     def node(self, node_id: str) -> Node:
         """The node with this id. Raises: KeyError when there is none."""
@@ -168,18 +170,29 @@ class WorkflowGraph:
         return found
 
     def topological_order(self) -> tuple[str, ...]:
-        """Node ids so every enabled edge points forward. Raises: ValueError on a cycle."""
+        """Node ids so every enabled edge points forward. Raises: ValueError on a cycle.
+
+        Among ready nodes the earliest in document order goes first. Computed once per graph
+        (graphs are immutable): the planner asks on every step, and a 1,000-way fan-out
+        made the old sort-per-pop version the hottest line of the worker.
+        """
+        if self._topological is None:
+            self._topological = self._kahn()
+        return self._topological
+
+    def _kahn(self) -> tuple[str, ...]:
         remaining = {node_id: len(self._incoming[node_id]) for node_id in self.node_by_id}
-        ready = [node_id for node_id, count in remaining.items() if count == 0]
+        ready = [(self._order[node_id], node_id) for node_id, count in remaining.items()
+                 if count == 0]
+        heapq.heapify(ready)
         ordered: list[str] = []
         while ready:
-            ready.sort(key=self._order.__getitem__, reverse=True)
-            current = ready.pop()
+            _, current = heapq.heappop(ready)
             ordered.append(current)
             for edge in self._outgoing[current]:
                 remaining[edge.target] -= 1
                 if remaining[edge.target] == 0:
-                    ready.append(edge.target)
+                    heapq.heappush(ready, (self._order[edge.target], edge.target))
         if len(ordered) != len(remaining):
             raise ValueError("the enabled graph has a cycle")
         return tuple(ordered)

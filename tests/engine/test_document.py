@@ -166,3 +166,23 @@ def test_edges_to_unknown_nodes_are_ignored_by_flow() -> None:
     )
     assert graph.outgoing("a") == ()
     assert graph.leaf_nodes() == ("a",)
+
+
+def test_topological_order_of_a_wide_fan_keeps_document_order_and_is_computed_once() -> None:
+    branches = [f"b{i}" for i in range(300, 0, -1)]  # document order is not name order
+    nodes = [{"id": n, "type": "noop"} for n in ["start", *branches, "join"]]
+    edges = [{"id": f"o{b}", "source": "start", "target": b} for b in branches]
+    edges += [{"id": f"i{b}", "source": b, "target": "join"} for b in branches]
+    graph = parse_workflow(doc(nodes, edges))
+    order = graph.topological_order()
+    assert order == ("start", *branches, "join")
+    assert graph.topological_order() is order
+
+
+def test_a_cyclic_graph_refuses_topological_order_every_time() -> None:
+    nodes = [{"id": n, "type": "noop"} for n in "ab"]
+    edges = [{"id": "1", "source": "a", "target": "b"}, {"id": "2", "source": "b", "target": "a"}]
+    graph = parse_workflow(doc(nodes, edges))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="cycle"):
+            graph.topological_order()
