@@ -3,7 +3,9 @@
 Keys come from `Settings.secret_keys` (FLOWYARD_SECRET_KEYS): the first key encrypts, every
 key decrypts, and `rotate_all` re-encrypts every value with the first key so an old key can
 then be removed. Plaintext leaves this module only through `read_secret_value`, which only
-the worker calls; listing returns names and metadata.
+the worker calls, and `open_sealed` (webhook signature checks); listing returns names and
+metadata. Webhook trigger secrets are stored sealed in their configuration JSON as
+`{"fernet": "<token>"}` and rotated with the named secrets.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from engine.statuses import TriggerType
 from models.security import Secret
 from models.settings import Settings
+from models.workflow import WorkflowTrigger
 
 SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 MAX_SECRET_BYTES = 64 * 1024
+SEALED_KEY = "fernet"
+WEBHOOK_SECRET_FIELD = "secret"
 
 
 class SecretStoreError(Exception):
@@ -83,6 +89,33 @@ def decrypt_value(settings: Settings, ciphertext: bytes) -> str:
             "a stored secret cannot be decrypted with any key in FLOWYARD_SECRET_KEYS "
             "(was the key that encrypted it removed?)"
         ) from None
+
+
+def seal(settings: Settings, plaintext: str) -> dict[str, str]:
+    """The JSON form of an encrypted value (for JSONB columns such as trigger configuration).
+
+    Raises:
+        MissingSecretKeyError: no key configured.
+    """
+    return {SEALED_KEY: encrypt_value(settings, plaintext).decode("ascii")}
+
+
+def is_sealed(value: object) -> bool:
+    return isinstance(value, dict) and isinstance(value.get(SEALED_KEY), str)
+
+
+def open_sealed(settings: Settings, value: object) -> str:
+    """The plaintext of a `seal` result; a bare string is a value stored before sealing existed.
+
+    Raises:
+        MissingSecretKeyError, SecretDecryptError: keys missing or wrong.
+    """
+    if isinstance(value, str):
+        return value
+    if not is_sealed(value):
+        raise SecretDecryptError("a stored secret is not in a known form")
+    assert isinstance(value, dict)
+    return decrypt_value(settings, value[SEALED_KEY].encode("ascii"))
 
 
 def validate_secret(name: str, value: str) -> None:
@@ -186,7 +219,51 @@ def rotate_all(session: Session, settings: Settings) -> int:
                 "FLOWYARD_SECRET_KEYS; nothing was rotated"
             ) from None
     session.flush()
-    return len(secrets)
+    return len(secrets) + rotate_webhook_secrets(session, cipher)
+
+
+def _webhooks_with_secrets(session: Session, *, lock: bool) -> Sequence[WorkflowTrigger]:
+    statement = (
+        select(WorkflowTrigger)
+        .where(WorkflowTrigger.trigger_type == TriggerType.WEBHOOK.value,
+               WorkflowTrigger.configuration.has_key(WEBHOOK_SECRET_FIELD))
+        .order_by(WorkflowTrigger.id)
+    )
+    return session.scalars(statement.with_for_update() if lock else statement).all()
+
+
+def rotate_webhook_secrets(session: Session, cipher: MultiFernet) -> int:
+    """Re-encrypt every webhook trigger secret with the first key; returns how many.
+
+    A secret still stored in clear (written before secrets were sealed) is encrypted now.
+
+    Raises:
+        SecretDecryptError: a secret no configured key decrypts.
+    """
+    rotated = 0
+    for trigger in _webhooks_with_secrets(session, lock=True):
+        configuration = dict(trigger.configuration or {})
+        value = configuration.get(WEBHOOK_SECRET_FIELD)
+        if not value:
+            continue
+        try:
+            if isinstance(value, str):
+                token = cipher.encrypt(value.encode("utf-8"))
+            elif is_sealed(value):
+                token = cipher.rotate(value[SEALED_KEY].encode("ascii"))
+            else:
+                raise InvalidToken
+        except InvalidToken:
+            raise SecretDecryptError(
+                f"the secret of webhook trigger {trigger.id} cannot be decrypted with any key "
+                "in FLOWYARD_SECRET_KEYS; nothing was rotated"
+            ) from None
+        # A new dict, so the JSONB column is seen as changed.
+        configuration[WEBHOOK_SECRET_FIELD] = {SEALED_KEY: token.decode("ascii")}
+        trigger.configuration = configuration
+        rotated += 1
+    session.flush()
+    return rotated
 
 
 def ensure_secret_keys(session: Session, settings: Settings) -> None:
@@ -200,3 +277,7 @@ def ensure_secret_keys(session: Session, settings: Settings) -> None:
     count = session.scalar(select(func.count()).select_from(Secret)) or 0
     if count:
         raise MissingSecretKeyError(f"{count} secret(s) are stored in the database")
+    sealed = sum(1 for trigger in _webhooks_with_secrets(session, lock=False)
+                 if is_sealed((trigger.configuration or {}).get(WEBHOOK_SECRET_FIELD)))
+    if sealed:
+        raise MissingSecretKeyError(f"{sealed} webhook trigger secret(s) are stored encrypted")

@@ -3,7 +3,8 @@
 No bearer token: a trigger with `configuration.secret` requires `X-Flowyard-Signature:
 sha256=<hex HMAC-SHA256 of the raw body>`, compared in constant time; a missing or wrong
 signature is 401 and starts nothing. The signature is checked before anything about the
-trigger's state is revealed. Must not accept a signed call for a different body.
+trigger's state is revealed. The secret is stored encrypted and decrypted only here, for the
+comparison. Must not accept a signed call for a different body.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.audit import set_audit_resource
-from api.context import request_session
+from api.context import app_state, request_session
 from api.errors import (
     BadRequestError,
     ConflictError,
     NotFoundError,
+    ServiceUnavailableError,
     UnauthorizedError,
     UnprocessableError,
 )
 from api.schemas.triggers import HookResultSchema
 from api.trigger_launch import admit_after_commit, launch_for_api
 from engine.statuses import TriggerType
+from models.secret_store import WEBHOOK_SECRET_FIELD, SecretStoreError, open_sealed
 from models.triggers import find_trigger
 from models.workflow import Workflow, WorkflowTrigger
 from worker.gateway import fire_trigger
@@ -62,6 +65,23 @@ def _webhook_or_404(trigger_id: uuid.UUID) -> WorkflowTrigger:
     return trigger
 
 
+def _webhook_secret(trigger: WorkflowTrigger) -> str | None:
+    """The trigger's secret in clear, or None when it has none.
+
+    Raises:
+        ServiceUnavailableError: the stored secret cannot be decrypted (keys missing or wrong).
+    """
+    stored = (trigger.configuration or {}).get(WEBHOOK_SECRET_FIELD)
+    if not stored:
+        return None
+    try:
+        return open_sealed(app_state().settings, stored)
+    except SecretStoreError:
+        raise ServiceUnavailableError(
+            "the webhook secret cannot be read: check FLOWYARD_SECRET_KEYS"
+        ) from None
+
+
 def _payload(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
@@ -85,7 +105,7 @@ class Hook(MethodView):
         """Start the trigger's workflow with the JSON body as its input."""
         raw = request.get_data(cache=True)
         trigger = _webhook_or_404(trigger_id)
-        secret = (trigger.configuration or {}).get("secret")
+        secret = _webhook_secret(trigger)
         if secret and not signature_matches(secret, raw, request.headers.get(SIGNATURE_HEADER)):
             raise UnauthorizedError(f"missing or wrong {SIGNATURE_HEADER} signature")
         payload = _payload(raw)

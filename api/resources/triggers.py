@@ -1,8 +1,10 @@
 """/api/workflows/:id/triggers and /api/triggers/:id: trigger CRUD, configuration checked per type.
 
 A schedule's `next_fire_at` is (re)computed from the database clock whenever it is created,
-activated or its cron/timezone changes; an inactive trigger has none. Must not start instances
-(firing lives in hooks.py, events.py and worker/schedules.py).
+activated or its cron/timezone changes; an inactive trigger has none. A webhook secret is
+stored encrypted (`models.secret_store.seal`, keys from FLOWYARD_SECRET_KEYS; 503 without
+keys) and never returned. Must not start instances (firing lives in hooks.py, events.py and
+worker/schedules.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from api.audit import set_audit_resource
 from api.auth import require_role
-from api.context import request_session
-from api.errors import NotFoundError, UnprocessableError
+from api.context import app_state, request_session
+from api.errors import NotFoundError, ServiceUnavailableError, UnprocessableError
 from api.pagination import PaginationArgsSchema, page_schema, paginate
 from api.schemas.triggers import (
     TriggerCreateSchema,
@@ -29,6 +31,7 @@ from api.schemas.triggers import (
     load_trigger_configuration,
 )
 from engine.statuses import TriggerType
+from models.secret_store import WEBHOOK_SECRET_FIELD, MissingSecretKeyError, seal
 from models.triggers import create_trigger, delete_trigger, find_trigger, next_fire_time
 from models.workflow import Workflow, WorkflowTrigger
 
@@ -51,14 +54,32 @@ def _trigger_or_404(session: Session, trigger_id: uuid.UUID) -> WorkflowTrigger:
 
 
 def checked_configuration(trigger_type: str, configuration: dict[str, Any]) -> dict[str, Any]:
-    """Raises UnprocessableError with the field messages under details.fields.configuration."""
+    """The configuration as stored: checked, completed, a webhook secret encrypted.
+
+    Raises:
+        UnprocessableError: the field messages under details.fields.configuration.
+        ServiceUnavailableError: a webhook secret but no FLOWYARD_SECRET_KEYS (nothing is
+            stored in clear).
+    """
     try:
-        return load_trigger_configuration(trigger_type, configuration)
+        loaded = load_trigger_configuration(trigger_type, configuration)
     except ValidationError as error:
         raise UnprocessableError(
             f"invalid configuration for a {trigger_type} trigger",
             details={"fields": {"configuration": error.messages}},
         ) from None
+    if trigger_type != TriggerType.WEBHOOK.value or WEBHOOK_SECRET_FIELD not in loaded:
+        return loaded
+    secret = loaded.pop(WEBHOOK_SECRET_FIELD)
+    if secret is None:  # `"secret": null` means no secret
+        return loaded
+    try:
+        loaded[WEBHOOK_SECRET_FIELD] = seal(app_state().settings, secret)
+    except MissingSecretKeyError:
+        raise ServiceUnavailableError(
+            "webhook secrets are disabled: the server has no FLOWYARD_SECRET_KEYS configured"
+        ) from None
+    return loaded
 
 
 def schedule_next_fire(session: Session, trigger_type: str, configuration: dict[str, Any],
@@ -104,17 +125,23 @@ class WorkflowTriggers(MethodView):
         return trigger
 
 
-def _merged_configuration(trigger: WorkflowTrigger, body: dict[str, Any],
+def _stored_configuration(trigger: WorkflowTrigger, body: dict[str, Any],
                           trigger_type: str) -> dict[str, Any]:
+    """The checked configuration to store after a PUT."""
     old = dict(trigger.configuration or {})
+    # The stored secret is encrypted: it is kept aside, never validated or re-encrypted.
+    kept = old.pop(WEBHOOK_SECRET_FIELD, None)
     if "configuration" not in body:
-        return old if trigger_type == trigger.trigger_type else {}
-    new = dict(body["configuration"])
+        new = old if trigger_type == trigger.trigger_type else {}
+    else:
+        new = dict(body["configuration"])
+    configuration = checked_configuration(trigger_type, new)
     # Clients never see the secret, so a configuration sent back without it keeps it;
     # `"secret": null` removes it.
-    if trigger_type == TriggerType.WEBHOOK.value and "secret" not in new and old.get("secret"):
-        new["secret"] = old["secret"]
-    return new
+    if (trigger_type == TriggerType.WEBHOOK.value and kept
+            and WEBHOOK_SECRET_FIELD not in new):
+        configuration[WEBHOOK_SECRET_FIELD] = kept
+    return configuration
 
 
 @blp.route("/triggers/<uuid:trigger_id>")
@@ -133,8 +160,7 @@ class TriggerById(MethodView):
         session = request_session()
         trigger = _trigger_or_404(session, trigger_id)
         trigger_type = body.get("trigger_type", trigger.trigger_type)
-        configuration = checked_configuration(
-            trigger_type, _merged_configuration(trigger, body, trigger_type))
+        configuration = _stored_configuration(trigger, body, trigger_type)
         is_active = body.get("is_active", bool(trigger.is_active))
         reschedule = (trigger_type != trigger.trigger_type or is_active != trigger.is_active
                       or configuration != (trigger.configuration or {}))

@@ -29,9 +29,10 @@ Headers = dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def api(runtime: Any) -> Iterator[tuple[FlaskClient, Headers]]:
+def api(runtime: Any, secret_key: str) -> Iterator[tuple[FlaskClient, Headers]]:
     """The real API on the session database (committing), with an editor token."""
-    app = create_app(runtime.settings, session_factory=runtime.session_factory)
+    app = create_app(runtime.settings.replace(secret_keys=(secret_key,)),
+                     session_factory=runtime.session_factory)
     with transaction(runtime.session_factory) as session:
         _, token = issue_token(session, name="templates-e2e", roles=["editor"])
     yield app.test_client(), {"Authorization": f"Bearer {token}"}

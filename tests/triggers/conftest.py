@@ -7,10 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
+from flask import Flask
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.app import create_app
 from models.db import make_session_factory, transaction
+from models.settings import Settings
 from models.workflow import Workflow
 
 SIMPLE_DOCUMENT: dict[str, Any] = {
@@ -47,7 +51,6 @@ def make_workflow(factory: sessionmaker[Session]) -> Iterator[Callable[..., uuid
 from tests.api.conftest import (  # noqa: E402, F401
     admin,
     api_connection,
-    app,
     client,
     editor,
     operator,
@@ -69,3 +72,16 @@ def api_workflow(session_factory: sessionmaker[Session]) -> Callable[..., uuid.U
             return workflow.id
 
     return make
+
+
+@pytest.fixture(scope="session")
+def secret_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def app(settings: Settings, session_factory: sessionmaker[Session],  # noqa: F811
+        secret_key: str) -> Flask:
+    """The API with a secret key configured (webhook secrets are stored encrypted)."""
+    return create_app(settings.replace(secret_keys=(secret_key,)),
+                      session_factory=session_factory)
