@@ -24,6 +24,7 @@ from api.supervisor import die_with_parent
 DATA_DIR_FORMAT = 1
 _MARKER = "flowyard.json"
 _DATABASE = "flowyard"
+_SECRET_KEY_FILE = "secret.key"
 _START_TIMEOUT_SECONDS = 60.0
 
 
@@ -52,6 +53,39 @@ class DataDir:
     @property
     def marker(self) -> Path:
         return self.root / _MARKER
+
+    @property
+    def secret_key(self) -> Path:
+        return self.root / _SECRET_KEY_FILE
+
+
+def ensure_secret_key(data: DataDir) -> str:
+    """The data directory's Fernet key for secrets, generated (mode 0600) on first use.
+
+    Only for a platform without FLOWYARD_SECRET_KEYS: losing the file loses every stored
+    secret, so it is read back on every later start and never overwritten.
+
+    Raises:
+        EmbeddedError: the file exists but does not hold a Fernet key.
+    """
+    from cryptography.fernet import Fernet
+
+    path = data.secret_key
+    if not path.exists():
+        key = Fernet.generate_key()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another start wrote it first: use that one
+            return ensure_secret_key(data)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key + b"\n")
+    key_text = path.read_text().strip()
+    try:
+        Fernet(key_text.encode())
+    except ValueError:
+        raise EmbeddedError(f"{path} does not hold a Fernet key; restore it from a backup "
+                            "or set FLOWYARD_SECRET_KEYS") from None
+    return key_text
 
 
 def prepare_data_dir(root: Path) -> DataDir:

@@ -28,6 +28,7 @@ from api.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
     EmbeddedRedis,
+    ensure_secret_key,
     lock_data_dir,
     prepare_data_dir,
 )
@@ -93,8 +94,14 @@ class Platform:
 
 
 def _service_env(platform: Platform, settings: Settings) -> dict[str, str]:
-    """The environment of every child: ours, plus the URLs of the embedded servers."""
+    """The environment of every child: ours, plus the URLs of the embedded servers.
+
+    Without FLOWYARD_SECRET_KEYS the data directory's own key is used (made once), so secrets
+    work on a first start; the key itself is never printed.
+    """
     env = dict(os.environ)
+    if not settings.secret_keys:
+        env["FLOWYARD_SECRET_KEYS"] = ensure_secret_key(platform.data)
     if not settings.database_url:
         platform.postgres = EmbeddedPostgres(platform.data)
         env["DATABASE_URL"] = platform.postgres.start()

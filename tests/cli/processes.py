@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 _BOOTSTRAP = "import sys; from api.cli import main; sys.argv[0] = 'flowyard'; main()"
 _SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "FLOWYARD_URL",
-                      "FLOWYARD_TOKEN")
+                      "FLOWYARD_TOKEN", "FLOWYARD_SECRET_KEYS")
 
 
 def flowyard(*args: str) -> list[str]:

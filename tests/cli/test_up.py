@@ -125,6 +125,16 @@ def test_up_runs_a_workflow_stops_cleanly_and_reuses_its_data(
     token = match.group(1)
     assert http_ok(f"{first.url}/readyz") is not None
 
+    # Without FLOWYARD_SECRET_KEYS the data dir's own key (0600, never printed) enables secrets.
+    key_file = first.data_dir / "secret.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert key not in first.output()
+    created = requests.post(f"{first.url}/api/secrets", timeout=10,
+                            json={"name": "UP_SECRET", "value": "up-secret-value"},
+                            headers={"Authorization": f"Bearer {token}"})
+    assert created.status_code == 201, created.text
+
     result = _run_example(first, token, "data-pipeline.json")
     assert result.returncode == 0, result.stdout + result.stderr + first.diagnostics()
     assert "completed" in result.stdout
@@ -144,8 +154,9 @@ def test_up_runs_a_workflow_stops_cleanly_and_reuses_its_data(
     second = Up(first.data_dir, tmp_path / "up2.out")
     up_factory.append(second)
     second.start()
-    # The admin token is printed on the first start only.
+    # The admin token is printed on the first start only; the secret key is reused.
     assert "FLOWYARD_TOKEN=" not in second.output()
+    assert key_file.read_text().strip() == key
     # The token and the workflow from the first run are still there.
     listed = requests.get(f"{second.url}/api/workflows", timeout=10,
                           headers={"Authorization": f"Bearer {token}"})
