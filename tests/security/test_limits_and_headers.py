@@ -39,6 +39,17 @@ def _limited_app(app_settings: Settings, factory: sessionmaker[Session]) -> Flas
     return app
 
 
+def _limited_client(app_settings: Settings, factory: sessionmaker[Session]) -> FlaskClient:
+    """A client of a limited app with a client address of its own.
+
+    Failed logins are counted per client address: other tests' 401s from 127.0.0.1 in the same
+    minute would otherwise use up this app's tiny budget before the test starts.
+    """
+    client = _limited_app(app_settings, factory).test_client()
+    client.environ_base["REMOTE_ADDR"] = "127.0.0.77"
+    return client
+
+
 def _calls_in_one_window(call: Callable[[], TestResponse], count: int) -> list[TestResponse]:
     """Make `count` calls inside one rate window (retrying if a window boundary interleaves)."""
     for _ in range(3):
@@ -53,7 +64,7 @@ def test_execute_is_limited_per_token_with_retry_after(
     app_settings: Settings, session_factory: sessionmaker[Session],
     token_for: Callable[..., Headers],
 ) -> None:
-    client = _limited_app(app_settings, session_factory).test_client()
+    client = _limited_client(app_settings, session_factory)
     first, second = token_for("operator"), token_for("operator")
 
     def call_first() -> TestResponse:
@@ -95,7 +106,7 @@ def test_rate_limits_are_shared_through_redis_across_app_instances(
     app_settings: Settings, session_factory: sessionmaker[Session],
     token_for: Callable[..., Headers],
 ) -> None:
-    replicas = [_limited_app(app_settings, session_factory).test_client() for _ in range(2)]
+    replicas = [_limited_client(app_settings, session_factory) for _ in range(2)]
     token = token_for("operator")
     calls = iter(range(LIMIT + 1))
 
