@@ -47,6 +47,8 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
+from engine.cel_budget import BudgetedRunner
+
 MAX_EXPRESSION_LENGTH: Final = 2_000
 MAX_BRACKET_DEPTH: Final = 32
 MAX_TREE_DEPTH: Final = 400
@@ -99,7 +101,7 @@ def _quote(source: str) -> str:
 
 @lru_cache(maxsize=1)
 def _environment() -> celpy.Environment:
-    return celpy.Environment()
+    return celpy.Environment(runner_class=BudgetedRunner)
 
 
 def _bracket_depth(source: str) -> int:
