@@ -154,3 +154,41 @@ def test_retrying_the_parent_starts_a_fresh_child(runtime: Any, cluster: Any) ->
     assert parent.output_data == {"after": {"got": 8}}
     children = sorted(_children(runtime, parent_id), key=lambda c: c.created_at)
     assert [child.status for child in children] == ["failed", "completed"]
+
+
+def _waiting_child_wf(runtime: Any) -> uuid.UUID:
+    return make_workflow(runtime, [
+        node("start", "trigger"),
+        node("ask", "approval", {"approver_role": "nobody", "message": "wait forever"}),
+    ], [edge("start", "ask")])
+
+
+def _running_child(runtime: Any, parent_id: uuid.UUID) -> WorkflowInstance:
+    child = wait_until(lambda: [c for c in _children(runtime, parent_id)
+                                if c.status == "running"], 60.0, message="running child")[0]
+    wait_until(lambda: steps(runtime, child.id).get("ask") is not None
+               and steps(runtime, child.id)["ask"].status == "waiting_approval", 60.0,
+               message="child waiting for approval")
+    return child
+
+
+def test_a_redelivered_step_reuses_its_child(runtime: Any, cluster: Any) -> None:
+    """A worker that dies after creating the child: the re-run step must not start another."""
+    from types import SimpleNamespace
+
+    from worker.nodes.subworkflow import run
+
+    child_wf = _waiting_child_wf(runtime)
+    parent_id = start(runtime, _parent(runtime, child_wf), {"n": 1})
+    child = _running_child(runtime, parent_id)
+    call = steps(runtime, parent_id)["call"]
+    context = SimpleNamespace(session_factory=runtime.session_factory, instance_id=parent_id,
+                              step_id=call.id, expressions={"input": {"n": 1}})
+
+    # The redelivered task runs the node again for the same step.
+    suspended = run({"workflow_id": str(child_wf), "input": {"n": 1}}, context)
+
+    assert suspended.output == {"child_instance_id": str(child.id)}
+    assert [c.id for c in _children(runtime, parent_id)] == [child.id]
+    with transaction(runtime.session_factory) as session:
+        after_control(runtime, cancel(session, parent_id))
