@@ -98,3 +98,15 @@ def children_of_step(session: Session, step_id: uuid.UUID) -> list[tuple[uuid.UU
          ORDER BY created_at, id
     """), {"step": step_id}).all()
     return [(row[0], row[1]) for row in rows]
+
+
+def children_of_instance(session: Session, instance_id: uuid.UUID,
+                         status: str) -> list[uuid.UUID]:
+    """Children with `status` started by any step of this instance, oldest first."""
+    rows = session.execute(text("""
+        SELECT child.id FROM workflow_instances child
+          JOIN workflow_executions step ON step.id = child.parent_execution_id
+         WHERE step.instance_id = :iid AND child.status = :status
+         ORDER BY child.created_at, child.id
+    """), {"iid": instance_id, "status": status}).all()
+    return [row[0] for row in rows]

@@ -8,6 +8,7 @@ the current status does not allow raises `TransitionError` and changes nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from engine.transitions import transition
 from models.instance import WorkflowInstance
 from models.instances import lock_instance
 from models.steps import reset_for_retry, stop_open_steps
+from models.subworkflows import children_of_instance
 from worker.runtime import WorkerRuntime
 
 
@@ -61,21 +63,39 @@ def _require(instance: WorkflowInstance, action: str) -> None:
 
 
 def pause(session: Session, instance_id: uuid.UUID) -> ControlResult:
-    """running -> paused: running steps finish and are recorded; nothing new starts."""
+    """running -> paused: running steps finish and are recorded; nothing new starts.
+
+    Its running subworkflow children (and theirs) are paused with it.
+    """
     instance = _locked(session, instance_id)
     _require(instance, "pause")
     instance.status = InstanceStatus.PAUSED.value
     instance.paused_at = _now(session)
+    _propagate(session, instance.id, InstanceStatus.RUNNING.value, pause)
     return ControlResult(instance)
 
 
 def resume(session: Session, instance_id: uuid.UUID) -> ControlResult:
-    """paused -> pending; admission starts it again (and sends its held steps)."""
+    """paused -> pending; admission starts it again (and sends its held steps).
+
+    Its paused subworkflow children (and theirs) are resumed with it.
+    """
     instance = _locked(session, instance_id)
     _require(instance, "resume")
     instance.status = InstanceStatus.PENDING.value
     instance.paused_at = None
+    _propagate(session, instance.id, InstanceStatus.PAUSED.value, resume)
     return ControlResult(instance)
+
+
+def _propagate(session: Session, instance_id: uuid.UUID, status: str,
+               action: Callable[[Session, uuid.UUID], ControlResult]) -> None:
+    """Apply `action` to the children in `status`; one that changed meanwhile is skipped."""
+    for child_id in children_of_instance(session, instance_id, status):
+        try:
+            action(session, child_id)
+        except TransitionError:
+            continue
 
 
 def cancel(session: Session, instance_id: uuid.UUID) -> ControlResult:

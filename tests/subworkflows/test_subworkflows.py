@@ -18,7 +18,7 @@ from models.instance import WorkflowInstance
 from models.workflow import Workflow
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps, wait_status
 from tests.processes import wait_until
-from worker.control import after_control, cancel, retry
+from worker.control import after_control, cancel, pause, resume, retry
 
 pytestmark = pytest.mark.slow
 
@@ -189,6 +189,29 @@ def test_a_redelivered_step_reuses_its_child(runtime: Any, cluster: Any) -> None
     suspended = run({"workflow_id": str(child_wf), "input": {"n": 1}}, context)
 
     assert suspended.output == {"child_instance_id": str(child.id)}
+    assert [c.id for c in _children(runtime, parent_id)] == [child.id]
+    with transaction(runtime.session_factory) as session:
+        after_control(runtime, cancel(session, parent_id))
+
+
+def test_pausing_and_resuming_the_parent_pauses_and_resumes_its_child(runtime: Any,
+                                                                      cluster: Any) -> None:
+    parent_id = start(runtime, _parent(runtime, _waiting_child_wf(runtime)), {"n": 1})
+    child = _running_child(runtime, parent_id)
+
+    with transaction(runtime.session_factory) as session:
+        after_control(runtime, pause(session, parent_id))
+
+    assert instance_row(runtime, parent_id).status == "paused"
+    assert instance_row(runtime, child.id).status == "paused"
+
+    with transaction(runtime.session_factory) as session:
+        after_control(runtime, resume(session, parent_id))
+
+    wait_until(lambda: instance_row(runtime, parent_id).status == "running", 60.0,
+               message="parent running again")
+    wait_until(lambda: instance_row(runtime, child.id).status == "running", 60.0,
+               message="child running again")
     assert [c.id for c in _children(runtime, parent_id)] == [child.id]
     with transaction(runtime.session_factory) as session:
         after_control(runtime, cancel(session, parent_id))
