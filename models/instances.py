@@ -54,6 +54,18 @@ def step_states_of(session: Session, instance_id: uuid.UUID) -> list[Any]:
     ).all())
 
 
+def decided_counts(session: Session, instance_id: uuid.UUID,
+                   node_ids: Sequence[str]) -> tuple[int, int]:
+    """How many steps of the instance are decided, and how many of those are in `node_ids`."""
+    row = session.execute(text("""
+        SELECT count(*) FILTER (WHERE status IN ('completed', 'failed', 'skipped')),
+               count(*) FILTER (WHERE status IN ('completed', 'failed', 'skipped')
+                                  AND node_id = ANY(:node_ids))
+          FROM workflow_executions WHERE instance_id = :iid
+    """), {"iid": instance_id, "node_ids": list(node_ids)}).one()
+    return int(row[0]), int(row[1])
+
+
 def find_by_idempotency_key(session: Session, workflow_id: uuid.UUID,
                             key: str) -> WorkflowInstance | None:
     return session.execute(

@@ -104,7 +104,8 @@ def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -
             log.warning("step.superseded", execution_id=str(claimed.id),
                         attempt=claimed.attempt)
             return NOTHING
-        return _advance(session, runtime, instance)
+        plain = claimed.node_id if result.handle is None else None
+        return _advance(session, runtime, instance, completed_node=plain)
 
 
 def _suspend(session: Session, claimed: ClaimedStep, outcome: Suspend) -> None:
@@ -151,8 +152,9 @@ def _backoff(session: Session, runtime: WorkerRuntime, instance: Any,
     return retry_delay_seconds(first_delay, claimed.retry_count + 1)
 
 
-def _advance(session: Session, runtime: WorkerRuntime, instance: Any) -> AfterCommit:
-    result = advance(session, runtime, instance)
+def _advance(session: Session, runtime: WorkerRuntime, instance: Any,
+             completed_node: str | None = None) -> AfterCommit:
+    result = advance(session, runtime, instance, completed_node)
     return AfterCommit(result.dispatch, [], result.finished)
 
 

@@ -17,7 +17,7 @@ from engine import planner
 from engine.document import WorkflowGraph
 from engine.statuses import FINAL_INSTANCE_STATUSES, InstanceStatus, StepStatus
 from models.instance import WorkflowExecution, WorkflowInstance
-from models.instances import step_states_of, steps_of
+from models.instances import decided_counts, step_states_of, steps_of
 from models.steps import StepRef, finish_step, insert_step
 from worker.notifications.notices import notify_instance_finished
 from worker.runtime import WorkerRuntime
@@ -50,8 +50,13 @@ def nodes_context(steps: list[WorkflowExecution]) -> dict[str, Any]:
             for step in steps}
 
 
-def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance) -> Advance:
-    """Plan the locked instance until nothing new is decided; finish it when the plan says so."""
+def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance,
+            completed_node: str | None = None) -> Advance:
+    """Plan the locked instance until nothing new is decided; finish it when the plan says so.
+
+    `completed_node`: the node whose step just completed with its default handle, if that is
+    why we plan; lets a parent of a join that still waits skip the full plan.
+    """
     if instance.status in FINAL_INSTANCE_STATUSES:
         # A late step of an instance that already ended (a parallel branch failed, or it
         # timed out) is recorded, but the instance is neither replanned nor finished twice.
@@ -59,6 +64,11 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
     if instance.workflow_version_id is None:
         raise LookupError(f"instance {instance.id} has no pinned workflow version")
     graph, configuration = runtime.graphs.get(session, instance.workflow_version_id)
+    if completed_node is not None:
+        waiting = _join_still_waiting(session, graph, instance.id, completed_node)
+        if waiting is not None:
+            instance.progress = waiting
+            return Advance(dispatch=[], finished=False)
     base = {"input": instance_input(instance), "instance": instance_facts(instance)}
     dispatch: list[StepRef] = []
     steps = step_states_of(session, instance.id)
@@ -86,6 +96,27 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
     if instance.status != InstanceStatus.RUNNING.value:
         return Advance(dispatch=[], finished=False)
     return Advance(dispatch=dispatch, finished=False)
+
+
+def _join_still_waiting(session: Session, graph: WorkflowGraph, instance_id: uuid.UUID,
+                        node_id: str) -> int | None:
+    """The progress, when the completed node's only successor still waits on another parent.
+
+    Then the full plan would decide nothing (its one unconditional default edge is taken and
+    the join waits for every incoming edge; a completed step fails nothing; the instance is
+    not done while the join is undecided), and re-reading every step after each of a fan-in's
+    parents made it O(n^2). None means: plan as usual.
+    """
+    edges = graph.outgoing(node_id)
+    if len(edges) != 1 or edges[0].condition is not None or edges[0].source_handle is not None:
+        return None
+    parents = {edge.source for edge in graph.incoming(edges[0].target)}
+    if len(parents) < 2:
+        return None
+    decided, parents_decided = decided_counts(session, instance_id, sorted(parents))
+    if parents_decided >= len(parents):
+        return None
+    return (100 * decided) // len(graph.nodes) if graph.nodes else 100
 
 
 def planner_steps(steps: Sequence[Any]) -> dict[str, planner.StepState]:

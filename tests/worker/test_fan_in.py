@@ -1,0 +1,85 @@
+"""A join's parents finishing one by one: the join is decided exactly when the last one ends."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from models.db import transaction
+from models.steps import claim_step
+from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
+from worker import control
+from worker.orchestrator import record_outcome
+from worker.results import NodeResult
+
+
+@pytest.fixture(scope="module")
+def runtime(settings: Any) -> Iterator[Any]:
+    """A runtime that decides but never sends (no Celery app): the test runs the steps."""
+    from worker.runtime import build_runtime
+
+    rt = build_runtime(settings)
+    yield rt
+    rt.engine.dispose()
+
+
+def _run(runtime: Any, instance_id: uuid.UUID, node_id: str) -> None:
+    """Claim the node's pending step and record it completed, through the worker's path."""
+    step_id = steps(runtime, instance_id)[node_id].id
+    with transaction(runtime.session_factory) as session:
+        claimed = claim_step(session, step_id, 30, f"task-{node_id}")
+    assert claimed is not None, f"{node_id} was not claimable"
+    record_outcome(runtime, claimed, NodeResult({"from": node_id}))
+
+
+def test_the_join_waits_for_every_parent_then_runs_once(runtime: Any) -> None:
+    parents = ["b1", "b2", "b3"]
+    workflow_id = make_workflow(
+        runtime, [node("start", "noop"), *[node(p, "noop") for p in parents],
+                  node("join", "noop")],
+        [*[edge("start", p) for p in parents], *[edge(p, "join") for p in parents]])
+    instance_id = start(runtime, workflow_id)
+    try:
+        _run(runtime, instance_id, "start")
+        assert {n: s.status for n, s in steps(runtime, instance_id).items()} == {
+            "start": "completed", "b1": "pending", "b2": "pending", "b3": "pending"}
+        _run(runtime, instance_id, "b2")
+        assert "join" not in steps(runtime, instance_id)
+        assert instance_row(runtime, instance_id).progress == 40  # 2 of 5 nodes decided
+        _run(runtime, instance_id, "b1")
+        assert "join" not in steps(runtime, instance_id)
+        assert instance_row(runtime, instance_id).progress == 60
+        _run(runtime, instance_id, "b3")
+        assert steps(runtime, instance_id)["join"].status == "pending"
+        _run(runtime, instance_id, "join")
+        instance = instance_row(runtime, instance_id)
+        assert instance.status == "completed" and instance.progress == 100
+    finally:
+        with transaction(runtime.session_factory) as session:
+            try:
+                control.cancel(session, instance_id)
+            except control.TransitionError:
+                pass
+
+
+def test_a_parent_behind_a_condition_still_lets_the_join_decide(runtime: Any) -> None:
+    workflow_id = make_workflow(
+        runtime, [node("start", "noop"), node("a", "noop"), node("b", "noop"),
+                  node("join", "noop")],
+        [edge("start", "a"), edge("start", "b", condition="false"), edge("a", "join"),
+         edge("b", "join")])
+    instance_id = start(runtime, workflow_id)
+    try:
+        _run(runtime, instance_id, "start")
+        assert steps(runtime, instance_id)["b"].status == "skipped"
+        _run(runtime, instance_id, "a")  # b is decided (skipped): the join runs now
+        assert steps(runtime, instance_id)["join"].status == "pending"
+    finally:
+        with transaction(runtime.session_factory) as session:
+            try:
+                control.cancel(session, instance_id)
+            except control.TransitionError:
+                pass
