@@ -371,6 +371,30 @@ def _configuration_problems(configuration: Mapping[str, Any] | None) -> Iterator
                 f"configuration.{key} must be {rule}",
                 field=f"configuration.{key}",
             )
+    yield from _notify_problems(configuration.get("notify"))
+
+
+# The names each notice event renders with (worker.notifications.notices and the approval node).
+_NOTIFY_NAMES: dict[str, frozenset[str]] = {
+    "on_failure": NODE_NAMES,
+    "on_completion": NODE_NAMES,
+    "on_approval_requested": NODE_NAMES | {"approval"},
+}
+
+
+def _notify_problems(notify: Any) -> Iterator[Problem]:
+    """Templates of `configuration.notify` subjects and messages, checked at save time."""
+    if not isinstance(notify, Mapping):
+        return
+    for event, names in _NOTIFY_NAMES.items():
+        entries = notify.get(event)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, Mapping):
+                continue
+            texts = {key: entry[key] for key in ("subject", "message") if key in entry}
+            path = f"configuration.notify.{event}[{index}]"
+            for where, message in find_template_problems(texts, path, names):
+                yield Problem("invalid_template", f"{where}: {message}", field=where)
 
 
 def validate_workflow(

@@ -238,6 +238,34 @@ def test_bad_configuration_is_a_problem(client: FlaskClient, editor: Headers) ->
     assert response.json["error"]["details"]["problems"]
 
 
+def test_bad_notify_templates_are_problems_at_save_time(client: FlaskClient,
+                                                         editor: Headers) -> None:
+    document = triage_workflow()
+    notice = {"channel": "email", "recipients": ["ops@example.com"]}
+    document["configuration"] = {"notify": {
+        "on_failure": [{**notice, "subject": "{{ inptu.name }} failed",
+                        "message": "{{ instance.error }}"}],
+        "on_completion": [{**notice, "message": "done {{ (( }}"}],
+        # `approval` exists only for approval notices.
+        "on_approval_requested": [{**notice, "message": "{{ approval.message }}"}],
+    }}
+    response = client.post("/api/workflows", json=document, headers=editor)
+    assert response.status_code == 422
+    problems = response.json["error"]["details"]["problems"]
+    assert sorted((p["code"], p["field"]) for p in problems) == [
+        ("invalid_template", "configuration.notify.on_completion[0].message"),
+        ("invalid_template", "configuration.notify.on_failure[0].subject"),
+    ]
+    document["configuration"]["notify"]["on_failure"][0]["subject"] = "{{ approval.id }}"
+    document["configuration"]["notify"]["on_completion"][0]["message"] = "{{ instance.id }}"
+    response = client.post("/api/workflows", json=document, headers=editor)
+    assert response.status_code == 422
+    assert [p["field"] for p in response.json["error"]["details"]["problems"]] == [
+        "configuration.notify.on_failure[0].subject"]
+    document["configuration"]["notify"]["on_failure"][0]["subject"] = "{{ nodes }}"
+    assert client.post("/api/workflows", json=document, headers=editor).status_code == 201
+
+
 def test_unknown_top_level_field_is_422(client: FlaskClient, editor: Headers) -> None:
     document = triage_workflow() | {"owner": "me"}
     response = client.post("/api/workflows", json=document, headers=editor)
