@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from api.context import request_session
@@ -126,13 +126,35 @@ def _bearer_token() -> str | None:
 
 
 def _load_principal(token: str) -> Principal | None:
-    row = request_session().scalars(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(token),
-                               ApiToken.revoked_at.is_(None))
+    session = request_session()
+    found = session.execute(
+        select(ApiToken, _stale_use()).where(ApiToken.token_hash == hash_token(token),
+                                             ApiToken.revoked_at.is_(None))
     ).one_or_none()
-    if row is None:
+    if found is None:
         return None
+    row, stale = found
+    if stale:
+        _record_use(session, row.id)
     return Principal(token_id=str(row.id), name=row.name, roles=frozenset(row.roles))
+
+
+def _stale_use() -> Any:
+    """True when `last_used_at` is unset or over a minute old (by the database clock)."""
+    return or_(ApiToken.last_used_at.is_(None),
+               ApiToken.last_used_at < func.now() - text("interval '1 minute'"))
+
+
+def _record_use(session: Session, token_id: Any) -> None:
+    """Set `last_used_at` at most once a minute per token, committed at once.
+
+    Only stale tokens get here, so most requests write nothing; the condition is repeated in
+    the UPDATE so concurrent requests of one token write it once. Nothing else is in the
+    request session yet (authentication runs first), so the commit only ends this write.
+    """
+    session.execute(update(ApiToken).where(ApiToken.id == token_id, _stale_use())
+                    .values(last_used_at=func.now()))
+    session.commit()
 
 
 def _declared_role() -> str | None:

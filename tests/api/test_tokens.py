@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.security import ApiToken
@@ -94,3 +95,39 @@ def test_role_ladder() -> None:
     assert principal("security-lead").can_approve("security-lead")
     assert principal("admin").can_approve("anything")
     assert not principal("editor").can_approve("security-lead")
+
+
+def test_last_used_at_is_recorded_at_most_once_a_minute(
+        client: FlaskClient, admin: Headers, session_factory: sessionmaker[Session]) -> None:
+    created = client.post("/api/tokens", json={"name": "user", "roles": ["viewer"]},
+                          headers=admin).json
+    assert created.get("last_used_at") is None
+    headers = {"Authorization": f"Bearer {created['token']}"}
+
+    def last_used() -> str | None:
+        items = client.get("/api/tokens", headers=admin).json["items"]
+        value: str | None = next(i for i in items if i["id"] == created["id"])["last_used_at"]
+        return value
+
+    def stored() -> Any:
+        with session_factory() as session:
+            return session.get(ApiToken, created["id"]).last_used_at
+
+    assert client.get("/api/workflows", headers=headers).status_code == 200
+    first = last_used()
+    assert first is not None
+    # A minute back: the next use records again; a use within the minute writes nothing.
+    with session_factory() as session, session.begin():
+        session.execute(update(ApiToken).where(ApiToken.id == created["id"]).values(
+            last_used_at=func.now() - text("interval '61 seconds'")))
+    older = stored()
+    assert client.get("/api/workflows", headers=headers).status_code == 200
+    assert stored() > older
+    with session_factory() as session, session.begin():
+        session.execute(update(ApiToken).where(ApiToken.id == created["id"]).values(
+            last_used_at=func.now() - text("interval '30 seconds'")))
+    recent = stored()
+    assert client.get("/api/workflows", headers=headers).status_code == 200
+    assert stored() == recent
+    assert client.get("/api/nothing-here", headers=headers).status_code == 404
+    assert stored() == recent
