@@ -13,6 +13,8 @@ Semantics (CONTRACT §2):
   retrying the failed parent instance runs the step again, which starts a fresh child.
 - Cancelling (or otherwise ending) the parent cancels its unfinished children: the job
   `cancel_orphaned_children`, and recursively their own children on the next passes.
+- Pausing the parent pauses its running children (recursively, in the same transaction);
+  resuming it resumes its paused children (worker.control).
 - Admission: children count as running instances like any other, but a pending child whose
   parent is running is admitted even when MAX_CONCURRENT_WORKFLOWS is reached
   Otherwise parents holding every slot while waiting for their children
