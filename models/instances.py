@@ -57,11 +57,14 @@ def step_states_of(session: Session, instance_id: uuid.UUID) -> list[Any]:
 def decided_counts(session: Session, instance_id: uuid.UUID,
                    node_ids: Sequence[str]) -> tuple[int, int]:
     """How many steps of the instance are decided, and how many of those are in `node_ids`."""
+    # A join, not `node_id = ANY(:ids)`: with a thousand parents that array is searched
+    # linearly for every row (a prepared statement's generic plan does not hash it).
     row = session.execute(text("""
-        SELECT count(*) FILTER (WHERE status IN ('completed', 'failed', 'skipped')),
-               count(*) FILTER (WHERE status IN ('completed', 'failed', 'skipped')
-                                  AND node_id = ANY(:node_ids))
-          FROM workflow_executions WHERE instance_id = :iid
+        SELECT count(*),
+               count(*) FILTER (WHERE e.node_id IN (
+                   SELECT p.node_id FROM unnest(CAST(:node_ids AS text[])) AS p(node_id)))
+          FROM workflow_executions AS e
+         WHERE e.instance_id = :iid AND e.status IN ('completed', 'failed', 'skipped')
     """), {"iid": instance_id, "node_ids": list(node_ids)}).one()
     return int(row[0]), int(row[1])
 
