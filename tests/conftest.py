@@ -69,6 +69,14 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def secret_key() -> str:
+    """One Fernet key per test session: rows committed by one module stay readable by all."""
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture(scope="session")
 def settings(database_url: str, redis_url: str):  # type: ignore[no-untyped-def]
     from models.settings import Settings
 

@@ -17,13 +17,19 @@ def _backend_pid(engine: Any) -> int:
         return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
+def _backend_alive(admin: Any, pid: int) -> bool:
+    # pg_stat_activity is a per-transaction snapshot: clear it before each look.
+    admin.execute(text("SELECT pg_stat_clear_snapshot()"))
+    return bool(admin.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                              {"pid": pid}).scalar_one())
+
+
 def _terminate(admin_engine: Any, pid: int) -> None:
     """Close a backend from the server side and wait (with a deadline) until it is gone."""
     with admin_engine.connect() as admin:
         assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
         deadline = time.monotonic() + 10
-        while admin.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                            {"pid": pid}).scalar_one():
+        while _backend_alive(admin, pid):
             assert time.monotonic() < deadline, f"backend {pid} still alive"
             time.sleep(0.01)
 

@@ -7,7 +7,6 @@ back, so audit rows and secrets written by one test never leak into another.
 from __future__ import annotations
 
 import pytest
-from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,11 +15,6 @@ from models.settings import Settings
 from tests.api.conftest import api_connection, client, session_factory, token_for
 
 __all__ = ["api_connection", "client", "session_factory", "token_for"]
-
-
-@pytest.fixture(scope="session")
-def secret_key() -> str:
-    return Fernet.generate_key().decode()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,11 +21,6 @@ from tests.api.conftest import (  # noqa: F401
 
 # Real worker and scheduler processes for the tests that run templates.
 from tests.e2e.conftest import cluster, e2e_settings, runtime  # noqa: E402, F401
-
-
-@pytest.fixture(scope="session")
-def secret_key() -> str:
-    return Fernet.generate_key().decode()
 
 
 @pytest.fixture

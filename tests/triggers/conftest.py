@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
@@ -72,11 +71,6 @@ def api_workflow(session_factory: sessionmaker[Session]) -> Callable[..., uuid.U
             return workflow.id
 
     return make
-
-
-@pytest.fixture(scope="session")
-def secret_key() -> str:
-    return Fernet.generate_key().decode()
 
 
 @pytest.fixture
