@@ -7,10 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import Settings
+
+# What a query function runs on: a session's transaction, or a plain (autocommit) connection.
+Executor = Session | Connection
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -64,3 +67,13 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def autocommit(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection where each statement commits on its own: one round trip each.
+
+    For single-statement work (a fenced claim, a read) that needs no BEGIN and COMMIT.
+    """
+    with engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from models.db import Executor
 from models.instance import WorkflowExecution, WorkflowInstance
 
 # Any constant works as long as every process uses the same one.
@@ -23,6 +25,42 @@ def lock_instance(session: Session, instance_id: uuid.UUID) -> WorkflowInstance 
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """What planning reads of an instance: plain columns, no ORM entity to build or flush."""
+
+    id: uuid.UUID
+    status: str
+    workflow_id: uuid.UUID | None
+    workflow_version_id: uuid.UUID | None
+    triggered_by: str | None
+    execution_context: dict[str, Any] | None
+    progress: int | None
+
+
+_INSTANCE_ROW_COLUMNS = (WorkflowInstance.id, WorkflowInstance.status,
+                         WorkflowInstance.workflow_id, WorkflowInstance.workflow_version_id,
+                         WorkflowInstance.triggered_by, WorkflowInstance.execution_context,
+                         WorkflowInstance.progress)
+
+
+def lock_instance_row(session: Session, instance_id: uuid.UUID) -> InstanceRow | None:
+    """`lock_instance` for the step path: the same row lock, read as plain columns."""
+    row = session.execute(
+        select(*_INSTANCE_ROW_COLUMNS).where(WorkflowInstance.id == instance_id)
+        .with_for_update()
+    ).one_or_none()
+    return None if row is None else InstanceRow(*row)
+
+
+def set_progress(session: Session, instance_id: uuid.UUID, progress: int) -> None:
+    session.execute(
+        text("UPDATE workflow_instances SET progress = :progress, updated_at = now()"
+             " WHERE id = :id"),
+        {"id": instance_id, "progress": progress},
+    )
 
 
 def find_instance(session: Session, instance_id: uuid.UUID) -> WorkflowInstance | None:
@@ -41,7 +79,7 @@ def steps_of(session: Session, instance_id: uuid.UUID) -> list[WorkflowExecution
     )
 
 
-def step_states_of(session: Session, instance_id: uuid.UUID) -> list[Any]:
+def step_states_of(session: Executor, instance_id: uuid.UUID) -> list[Any]:
     """What planning reads of every step (id, node_id, status, selected_handle, output_data).
 
     Plain rows, not ORM objects: an instance with a thousand steps is re-read after every

@@ -8,6 +8,7 @@ Every time comparison uses the database clock (now()).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from engine.statuses import StepStatus
+from models.db import Executor
+from models.instances import InstanceRow
 
 
 @dataclass(frozen=True)
@@ -49,37 +51,63 @@ def _json(statement: TextClause, *names: str) -> TextClause:
     )
 
 
+@dataclass(frozen=True)
+class DeliveredStep:
+    """What a delivery reads before claiming: the step and its instance's fixed facts."""
+
+    id: uuid.UUID
+    node_id: str
+    step_type: str
+    status: str
+    instance: InstanceRow
+
+
+def read_delivered_step(executor: Executor, execution_id: uuid.UUID) -> DeliveredStep | None:
+    """The step with its instance, in one round trip (no lock: the claim re-checks both)."""
+    row = executor.execute(
+        text("""
+            SELECT e.node_id, e.step_type, e.status, i.id, i.status, i.workflow_id,
+                   i.workflow_version_id, i.triggered_by, i.execution_context, i.progress
+              FROM workflow_executions AS e
+              JOIN workflow_instances AS i ON i.id = e.instance_id
+             WHERE e.id = :id
+        """),
+        {"id": execution_id},
+    ).one_or_none()
+    if row is None:
+        return None
+    return DeliveredStep(execution_id, row[0], row[1], row[2], InstanceRow(*row[3:]))
+
+
 def claim_step(
-    session: Session, execution_id: uuid.UUID, lease_seconds: float, task_id: str | None,
+    executor: Executor, execution_id: uuid.UUID, lease_seconds: float, task_id: str | None,
     input_data: Any = None,
 ) -> ClaimedStep | None:
     """pending -> running with attempt+1 and a lease, only when due and the instance runs.
 
-    Locks the instance row first (every writer locks instance, then step: no deadlock) to
-    name this node as its `current_step`, and records the attempt's (redacted) input.
+    One statement, so on an autocommit connection one round trip. The instance row is locked
+    before the step row (the CTE must run before the join can hand the step to the UPDATE),
+    the order every writer uses, to name this node as its `current_step`; the attempt's
+    (redacted) input is recorded.
     """
-    instance = session.execute(
-        text("""
-            UPDATE workflow_instances AS i SET current_step = e.node_id
-              FROM workflow_executions AS e
-             WHERE e.id = :id AND i.id = e.instance_id AND i.status = 'running'
-               AND e.status = 'pending' AND (e.run_after IS NULL OR e.run_after <= now())
-         RETURNING i.id
-        """),
-        {"id": execution_id},
-    ).one_or_none()
-    if instance is None:
-        return None
-    row = session.execute(
+    row = executor.execute(
         _json(text(
             """
+            WITH instance AS (
+                UPDATE workflow_instances AS i SET current_step = e.node_id
+                  FROM workflow_executions AS e
+                 WHERE e.id = :id AND i.id = e.instance_id AND i.status = 'running'
+                   AND e.status = 'pending' AND (e.run_after IS NULL OR e.run_after <= now())
+             RETURNING i.id
+            )
             UPDATE workflow_executions AS e
                SET status = 'running', attempt = e.attempt + 1, started_at = now(),
                    heartbeat_at = now(), completed_at = NULL, error_message = NULL,
                    lease_expires_at = now() + make_interval(secs => :lease),
                    celery_task_id = :task_id, run_after = NULL, updated_at = now(),
                    input_data = :input
-             WHERE e.id = :id AND e.status = 'pending'
+              FROM instance
+             WHERE e.id = :id AND e.instance_id = instance.id AND e.status = 'pending'
                AND (e.run_after IS NULL OR e.run_after <= now())
          RETURNING e.id, e.instance_id, e.node_id, e.step_type, e.attempt,
                    coalesce(e.retry_count, 0), coalesce(e.max_retries, 0)
@@ -194,27 +222,52 @@ def wait_for_approval(session: Session, execution_id: uuid.UUID, attempt: int,
     return row is not None
 
 
-def insert_step(session: Session, instance_id: uuid.UUID, node_id: str, step_type: str,
-                status: str, max_retries: int, handle: str | None = None,
-                output: Any = None) -> uuid.UUID | None:
-    """Record a decided node once; a second decision of the same node is ignored."""
-    done = status == StepStatus.SKIPPED.value
-    row = session.execute(
-        _json(text("""
+@dataclass(frozen=True)
+class NewStep:
+    """A node the planner decided: pending (to run) or skipped (passed through if handle set)."""
+
+    node_id: str
+    step_type: str
+    status: str
+    max_retries: int
+    handle: str | None = None
+    passed_through: bool = False
+
+
+def insert_steps(session: Session, instance_id: uuid.UUID,
+                 steps: Sequence[NewStep]) -> dict[str, uuid.UUID]:
+    """Record decided nodes in one statement; a node decided before is left as it is.
+
+    Returns the ids of the rows inserted, by node id. A passed-through node is skipped with
+    its handle and an empty output; skipped rows are complete at once.
+    """
+    if not steps:
+        return {}
+    rows = session.execute(
+        text("""
             INSERT INTO workflow_executions
                 (instance_id, node_id, step_type, status, max_retries, selected_handle,
                  output_data, queued_at, dispatched_at, completed_at, attempt, retry_count)
-            VALUES (:instance_id, :node_id, :step_type, :status, :max_retries, :handle,
-                    :output, now(), CASE WHEN :done THEN NULL ELSE now() END,
-                    CASE WHEN :done THEN now() END, 0, 0)
+            SELECT :instance_id, n.node_id, n.step_type, n.status, n.max_retries, n.handle,
+                   CASE WHEN n.passed_through THEN '{}'::jsonb END, now(),
+                   CASE WHEN n.status = 'pending' THEN now() END,
+                   CASE WHEN n.status <> 'pending' THEN now() END, 0, 0
+              FROM unnest(CAST(:node_ids AS text[]), CAST(:step_types AS text[]),
+                          CAST(:statuses AS text[]), CAST(:max_retries AS integer[]),
+                          CAST(:handles AS text[]), CAST(:passed_through AS boolean[]))
+                   AS n(node_id, step_type, status, max_retries, handle, passed_through)
             ON CONFLICT (instance_id, node_id) DO NOTHING
-            RETURNING id
-        """), "output"),
-        {"instance_id": instance_id, "node_id": node_id, "step_type": step_type,
-         "status": status, "max_retries": max_retries, "handle": handle, "output": output,
-         "done": done},
-    ).one_or_none()
-    return None if row is None else row[0]
+            RETURNING node_id, id
+        """),
+        {"instance_id": instance_id,
+         "node_ids": [step.node_id for step in steps],
+         "step_types": [step.step_type for step in steps],
+         "statuses": [step.status for step in steps],
+         "max_retries": [step.max_retries for step in steps],
+         "handles": [step.handle for step in steps],
+         "passed_through": [step.passed_through for step in steps]},
+    ).all()
+    return {row[0]: row[1] for row in rows}
 
 
 def pending_steps_of(session: Session, instance_id: uuid.UUID) -> list[StepRef]:

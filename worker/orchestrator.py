@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from engine.backoff import retry_delay_seconds
 from engine.statuses import InstanceStatus, StepStatus
-from models.db import transaction
-from models.instances import lock_instance
+from models.db import autocommit, transaction
+from models.instances import lock_instance, lock_instance_row
 from models.steps import (
     ClaimedStep,
     StepRef,
@@ -57,12 +57,12 @@ def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str |
     """Run one delivery of a step; returns what happened (for logs and tests)."""
     settings = runtime.settings
     claimed = None
-    # Read and claim in one transaction: one connection checkout, one commit.
-    with transaction(runtime.session_factory) as session:
-        prepared = prepare_step(runtime, session, execution_id)
+    # Read, then claim: two single statements on one connection, no BEGIN or COMMIT.
+    with autocommit(runtime.engine) as connection:
+        prepared = prepare_step(runtime, connection, execution_id)
         if prepared is not None:
-            claimed = claim_step(session, execution_id, settings.step_lease_seconds, task_id,
-                                 input_data=_input_record(prepared))
+            claimed = claim_step(connection, execution_id, settings.step_lease_seconds,
+                                 task_id, input_data=_input_record(prepared))
     if claimed is None or prepared is None:
         log.info("step.stale_delivery", execution_id=str(execution_id))
         return "stale"
@@ -88,7 +88,7 @@ def _input_record(prepared: PreparedStep) -> Any:
 def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -> AfterCommit:
     """Write the attempt's result (fenced by attempt) and plan, in one transaction."""
     with transaction(runtime.session_factory) as session:
-        instance = lock_instance(session, claimed.instance_id)
+        instance = lock_instance_row(session, claimed.instance_id)
         if instance is None:
             return NOTHING
         if isinstance(outcome, Suspend):

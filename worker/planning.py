@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -17,8 +17,8 @@ from engine import planner
 from engine.document import WorkflowGraph
 from engine.statuses import FINAL_INSTANCE_STATUSES, InstanceStatus, StepStatus
 from models.instance import WorkflowExecution, WorkflowInstance
-from models.instances import decided_counts, step_states_of, steps_of
-from models.steps import StepRef, finish_step, insert_step
+from models.instances import decided_counts, set_progress, step_states_of, steps_of
+from models.steps import NewStep, StepRef, finish_step, insert_steps
 from worker.notifications.notices import notify_instance_finished
 from worker.runtime import WorkerRuntime
 
@@ -33,24 +33,43 @@ class Advance:
     finished: bool
 
 
-def instance_facts(instance: WorkflowInstance) -> dict[str, Any]:
+class PlannedInstance(Protocol):
+    """What planning reads of a locked instance: an entity or a plain `InstanceRow`."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def workflow_id(self) -> uuid.UUID | None: ...
+    @property
+    def workflow_version_id(self) -> uuid.UUID | None: ...
+    @property
+    def triggered_by(self) -> str | None: ...
+    @property
+    def execution_context(self) -> dict[str, Any] | None: ...
+    @property
+    def progress(self) -> int | None: ...
+
+
+def instance_facts(instance: PlannedInstance) -> dict[str, Any]:
     """The `instance` name of the expression context."""
     return {"id": str(instance.id), "workflow_id": str(instance.workflow_id),
             "triggered_by": instance.triggered_by or ""}
 
 
-def instance_input(instance: WorkflowInstance) -> Any:
+def instance_input(instance: PlannedInstance) -> Any:
     context = instance.execution_context or {}
     return context.get("input", {})
 
 
-def nodes_context(steps: list[WorkflowExecution]) -> dict[str, Any]:
+def nodes_context(steps: Sequence[Any]) -> dict[str, Any]:
     """`nodes.<id>.output` / `.status` for every decided step."""
     return {step.node_id: {"output": step.output_data, "status": step.status}
             for step in steps}
 
 
-def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance,
+def advance(session: Session, runtime: WorkerRuntime, instance: PlannedInstance,
             completed_node: str | None = None) -> Advance:
     """Plan the locked instance until nothing new is decided; finish it when the plan says so.
 
@@ -67,7 +86,7 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
     if completed_node is not None:
         waiting = _join_still_waiting(session, graph, instance.id, completed_node)
         if waiting is not None:
-            instance.progress = waiting
+            _record_progress(session, instance, waiting)
             return Advance(dispatch=[], finished=False)
     base = {"input": instance_input(instance), "instance": instance_facts(instance)}
     dispatch: list[StepRef] = []
@@ -76,9 +95,8 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
         states = planner_steps(steps)
         result = planner.plan(graph, states, base, runtime.node_types)
         changed = _fail_condition_errors(session, steps, result)
-        inserted = _record_decisions(session, graph, instance.id, result,
-                                     float(runtime.settings.default_step_timeout_seconds))
-        dispatch.extend(ref for ref in inserted if ref is not None)
+        dispatch.extend(_record_decisions(session, graph, instance.id, result,
+                                          float(runtime.settings.default_step_timeout_seconds)))
         # The planner cascades skips and passthroughs to a fixpoint in one call, so only a
         # step failed for its edge condition needs another round.
         if not changed:
@@ -87,15 +105,24 @@ def advance(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance
     states.update({node_id: planner.StepState(StepStatus.PENDING) for node_id in result.ready})
     states.update({node_id: planner.StepState(StepStatus.SKIPPED) for node_id in result.skipped})
     states.update(result.passthrough_steps())
-    instance.progress = planner.progress(graph, states)
     if result.outcome != planner.OUTCOME_RUNNING:
+        # Once per instance: the entity (already locked by this transaction) is worth it here.
+        entity = session.get(WorkflowInstance, instance.id)
+        assert entity is not None
         steps = steps_of(session, instance.id)
-        finalize(session, instance, graph, steps, result)
-        notify_instance_finished(session, instance, configuration, steps)
+        entity.progress = planner.progress(graph, states)
+        finalize(session, entity, graph, steps, result)
+        notify_instance_finished(session, entity, configuration, steps)
         return Advance(dispatch=[], finished=True)
+    _record_progress(session, instance, planner.progress(graph, states))
     if instance.status != InstanceStatus.RUNNING.value:
         return Advance(dispatch=[], finished=False)
     return Advance(dispatch=dispatch, finished=False)
+
+
+def _record_progress(session: Session, instance: PlannedInstance, progress: int) -> None:
+    if progress != instance.progress:
+        set_progress(session, instance.id, progress)
 
 
 def _join_still_waiting(session: Session, graph: WorkflowGraph, instance_id: uuid.UUID,
@@ -145,27 +172,24 @@ def _fail_condition_errors(session: Session, steps: Sequence[Any],
 
 
 def _record_decisions(session: Session, graph: WorkflowGraph, instance_id: uuid.UUID,
-                      result: planner.Plan, default_timeout: float) -> list[StepRef | None]:
-    """Insert one row per decided node; returns refs of new pending ones (None for others)."""
-    recorded: list[StepRef | None] = []
+                      result: planner.Plan, default_timeout: float) -> list[StepRef]:
+    """Insert one row per decided node (one statement); returns refs of new pending ones."""
+    decided = [NewStep(node_id, graph.node(node_id).type, StepStatus.PENDING.value,
+                       graph.node(node_id).retries) for node_id in result.ready]
+    decided += [NewStep(node_id, graph.node(node_id).type, StepStatus.SKIPPED.value,
+                        graph.node(node_id).retries) for node_id in result.skipped]
+    decided += [NewStep(node_id, graph.node(node_id).type, StepStatus.SKIPPED.value,
+                        graph.node(node_id).retries, handle=state.selected_handle,
+                        passed_through=True)
+                for node_id, state in result.passthrough_steps().items()]
+    inserted = insert_steps(session, instance_id, decided)
+    refs = []
     for node_id in result.ready:
-        node = graph.node(node_id)
-        step_id = insert_step(session, instance_id, node_id, node.type,
-                              StepStatus.PENDING.value, node.retries)
-        if step_id is not None:
-            recorded.append(StepRef(step_id, instance_id, node_id, node.type,
-                                    node.timeout_seconds or default_timeout))
-    for node_id in result.skipped:
-        node = graph.node(node_id)
-        if insert_step(session, instance_id, node_id, node.type, StepStatus.SKIPPED.value,
-                       node.retries) is not None:
-            recorded.append(None)
-    for node_id, state in result.passthrough_steps().items():
-        node = graph.node(node_id)
-        if insert_step(session, instance_id, node_id, node.type, StepStatus.SKIPPED.value,
-                       node.retries, handle=state.selected_handle, output={}) is not None:
-            recorded.append(None)
-    return recorded
+        if node_id in inserted:
+            node = graph.node(node_id)
+            refs.append(StepRef(inserted[node_id], instance_id, node_id, node.type,
+                                node.timeout_seconds or default_timeout))
+    return refs
 
 
 def finalize(session: Session, instance: WorkflowInstance, graph: WorkflowGraph,

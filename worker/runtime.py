@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.document import WorkflowGraph, parse_workflow
-from models.db import make_engine, make_session_factory
+from models.db import Executor, make_engine, make_session_factory
 from models.settings import Settings
 from models.workflow import WorkflowVersion
 from worker.leases import LeaseKeeper
@@ -29,7 +29,7 @@ class GraphCache:
         self._graphs: dict[uuid.UUID, tuple[WorkflowGraph, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, session: Session, version_id: uuid.UUID) -> tuple[WorkflowGraph, dict[str, Any]]:
+    def get(self, session: Executor, version_id: uuid.UUID) -> tuple[WorkflowGraph, dict[str, Any]]:
         """The graph and configuration of a version. Raises: LookupError when it is gone."""
         with self._lock:
             cached = self._graphs.get(version_id)

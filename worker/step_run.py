@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from engine.expressions import (
     ExpressionError,
@@ -24,10 +22,10 @@ from engine.expressions import (
     render_template_value,
 )
 from engine.nodetypes import NodeConfigError
-from models.instance import WorkflowExecution, WorkflowInstance
-from models.instances import steps_of
+from models.db import Executor
+from models.instances import step_states_of
 from models.settings import Settings
-from models.steps import ClaimedStep
+from models.steps import ClaimedStep, read_delivered_step
 from worker.errors import PermanentNodeError, StepTimeoutError
 from worker.outbound import OutboundBlockedError
 from worker.planning import instance_facts, instance_input, nodes_context
@@ -82,37 +80,33 @@ class PreparedStep:
     render_error: Exception | None = None
 
 
-def prepare_step(runtime: WorkerRuntime, session: Session,
+def prepare_step(runtime: WorkerRuntime, executor: Executor,
                  execution_id: uuid.UUID) -> PreparedStep | None:
-    """Read what the step needs (in the caller's claim transaction, which it never commits).
+    """Read what the step needs before claiming it; None when it is not pending (stale).
 
-    None when the step is not pending (a stale delivery).
+    Nothing read here changes while the step is pending (the instance's input and version,
+    the decided steps' outputs); the claim re-checks the step's and the instance's status.
     """
-    row = session.execute(
-        select(WorkflowExecution, WorkflowInstance)
-        .join(WorkflowInstance, WorkflowInstance.id == WorkflowExecution.instance_id)
-        .where(WorkflowExecution.id == execution_id)
-    ).one_or_none()
-    if row is None:
+    delivered = read_delivered_step(executor, execution_id)
+    if delivered is None or delivered.status != "pending":
         return None
-    step, instance = row
-    if step.status != "pending" or instance.workflow_version_id is None:
+    instance = delivered.instance
+    if instance.workflow_version_id is None:
         return None
-    graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
-    node_id, instance_id = step.node_id, step.instance_id
-    node_type = runtime.node_types.get(step.step_type)
-    node = graph.node_by_id.get(node_id)
+    graph, _ = runtime.graphs.get(executor, instance.workflow_version_id)
+    node_type = runtime.node_types.get(delivered.step_type)
+    node = graph.node_by_id.get(delivered.node_id)
     raw_config = dict(node.config) if node is not None else {}
     nodes: Mapping[str, Any]
     if _reads_nodes(node_type, raw_config):
-        nodes = _decided_nodes(session, instance_id)
+        nodes = _decided_nodes(executor, instance.id)
     else:
         # Most steps never look at other nodes' outputs: read them only if the handler does.
-        nodes = LazyNodes(runtime.session_factory, instance_id)
+        nodes = LazyNodes(runtime.session_factory, instance.id)
     expressions = expression_context(instance_input(instance), nodes, instance_facts(instance))
-    context = StepContext(step_id=execution_id, instance_id=instance_id, node_id=node_id,
-                          attempt=0, expressions=expressions, settings=runtime.settings,
-                          session_factory=runtime.session_factory)
+    context = StepContext(step_id=execution_id, instance_id=instance.id,
+                          node_id=delivered.node_id, attempt=0, expressions=expressions,
+                          settings=runtime.settings, session_factory=runtime.session_factory)
     try:
         rendered = _render(node_type, raw_config, expressions)
     except ExpressionError as error:
@@ -120,8 +114,8 @@ def prepare_step(runtime: WorkerRuntime, session: Session,
     return PreparedStep(context, node_type, rendered)
 
 
-def _decided_nodes(session: Session, instance_id: uuid.UUID) -> dict[str, Any]:
-    steps = [s for s in steps_of(session, instance_id)
+def _decided_nodes(executor: Executor, instance_id: uuid.UUID) -> dict[str, Any]:
+    steps = [s for s in step_states_of(executor, instance_id)
              if s.status in ("completed", "failed", "skipped")]
     return nodes_context(steps)
 
