@@ -63,6 +63,16 @@ def _fernet_keys(name: str, raw: str) -> tuple[str, ...]:
     return keys
 
 
+TASK_EVENT_MODES = ("on-demand", "always")
+
+
+def _task_events(name: str, raw: str) -> str:
+    mode = raw.lower()
+    if mode not in TASK_EVENT_MODES:
+        raise SettingsError(f"{name} must be one of {', '.join(TASK_EVENT_MODES)}, not {raw!r}")
+    return mode
+
+
 def _log_format(name: str, raw: str) -> str:
     if raw not in ("json", "console"):
         raise SettingsError(f"{name}={raw!r} must be 'json' or 'console'")
@@ -111,6 +121,10 @@ class Settings:
     # Test hook: schedulers evaluate cron due times on a clock this many times faster than
     # real time (1.0 in production), so a `* * * * *` schedule can be tested in seconds.
     schedule_clock_speed: float = 1.0
+    # Celery task events: "on-demand" (workers send them once a monitor such as Flower asks,
+    # as Flower does while it runs) or "always" (every worker from start-up, plus the
+    # producer-side task-sent event). Events cost more CPU per step than the step itself.
+    task_events: str = "on-demand"
 
     @property
     def celery_broker_url(self) -> str | None:
@@ -159,6 +173,7 @@ class Settings:
              lambda n, r: _float(n, r, 0.0))
         read("FLOWYARD_SCHEDULE_CLOCK_SPEED", "schedule_clock_speed",
              lambda n, r: _float(n, r, 1.0))
+        read("FLOWYARD_TASK_EVENTS", "task_events", _task_events)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

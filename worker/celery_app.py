@@ -24,6 +24,10 @@ MIN_VISIBILITY_TIMEOUT_SECONDS = 3600
 def celery_config(settings: Settings) -> dict[str, Any]:
     broker = settings.require_broker_url()
     visibility = max(MIN_VISIBILITY_TIMEOUT_SECONDS, settings.default_step_timeout_seconds * 4)
+    # Task events feed Flower. Sending them costs the worker more CPU than a noop step, so
+    # by default workers start without them and Flower switches them on while it watches
+    # (its enable_events broadcast); "always" also adds the producer's task-sent event.
+    always_events = settings.task_events == "always"
     return {
         "broker_url": broker,
         "task_serializer": "json",
@@ -33,8 +37,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "worker_send_task_events": always_events,
+        "task_send_sent_event": always_events,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_transport_options": {"visibility_timeout": visibility},
         "broker_connection_retry_on_startup": True,

@@ -100,6 +100,8 @@ def _service_env(platform: Platform, settings: Settings) -> dict[str, str]:
     work on a first start; the key itself is never printed.
     """
     env = dict(os.environ)
+    # `up` runs Flower next to the workers: let it see every task from the first one.
+    env.setdefault("FLOWYARD_TASK_EVENTS", "always")
     if not settings.secret_keys:
         env["FLOWYARD_SECRET_KEYS"] = ensure_secret_key(platform.data)
     if not settings.database_url:
