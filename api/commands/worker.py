@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from api.commands.log_setup import configure_logging
@@ -24,7 +26,8 @@ def worker(queues: str, concurrency: int | None, loglevel: str, hostname: str | 
 
     settings = load_settings()
     check_secret_keys(settings)
-    configure_logging(settings)
+    # --loglevel governs Flowyard's own events too, not only Celery's.
+    configure_logging(settings, level=_level(loglevel))
     runtime = build_runtime(settings)
     app = make_celery(settings, runtime)
     if settings.worker_heartbeat_file:
@@ -39,3 +42,10 @@ def worker(queues: str, concurrency: int | None, loglevel: str, hostname: str | 
     if hostname:
         argv += ["-n", hostname]
     app.worker_main(argv)
+
+
+def _level(name: str) -> int:
+    level = logging.getLevelName(name.upper())
+    if not isinstance(level, int):
+        raise click.BadParameter(f"unknown log level {name!r}", param_hint="--loglevel")
+    return level
