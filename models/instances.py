@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from models.db import Executor
+from models.driver_sql import fetch_all, fetch_one, jsonb, run
 from models.instance import WorkflowExecution, WorkflowInstance
 
 # Any constant works as long as every process uses the same one.
@@ -40,27 +42,19 @@ class InstanceRow:
     progress: int | None
 
 
-_INSTANCE_ROW_COLUMNS = (WorkflowInstance.id, WorkflowInstance.status,
-                         WorkflowInstance.workflow_id, WorkflowInstance.workflow_version_id,
-                         WorkflowInstance.triggered_by, WorkflowInstance.execution_context,
-                         WorkflowInstance.progress)
-
-
-def lock_instance_row(session: Session, instance_id: uuid.UUID) -> InstanceRow | None:
+def lock_instance_row(session: Executor, instance_id: uuid.UUID) -> InstanceRow | None:
     """`lock_instance` for the step path: the same row lock, read as plain columns."""
-    row = session.execute(
-        select(*_INSTANCE_ROW_COLUMNS).where(WorkflowInstance.id == instance_id)
-        .with_for_update()
-    ).one_or_none()
+    row = fetch_one(session, """
+        SELECT id, status, workflow_id, workflow_version_id, triggered_by, execution_context,
+               progress
+          FROM workflow_instances WHERE id = %(id)s FOR UPDATE
+    """, {"id": instance_id})
     return None if row is None else InstanceRow(*row)
 
 
-def set_progress(session: Session, instance_id: uuid.UUID, progress: int) -> None:
-    session.execute(
-        text("UPDATE workflow_instances SET progress = :progress, updated_at = now()"
-             " WHERE id = :id"),
-        {"id": instance_id, "progress": progress},
-    )
+def set_progress(session: Executor, instance_id: uuid.UUID, progress: int) -> None:
+    run(session, "UPDATE workflow_instances SET progress = %(progress)s, updated_at = now()"
+                 " WHERE id = %(id)s", {"id": instance_id, "progress": progress})
 
 
 def find_instance(session: Session, instance_id: uuid.UUID) -> WorkflowInstance | None:
@@ -85,25 +79,61 @@ def step_states_of(session: Executor, instance_id: uuid.UUID) -> list[Any]:
     Plain rows, not ORM objects: an instance with a thousand steps is re-read after every
     step of a fan-out, and building entities cost several times the query.
     """
-    return list(session.execute(
-        select(WorkflowExecution.id, WorkflowExecution.node_id, WorkflowExecution.status,
-               WorkflowExecution.selected_handle, WorkflowExecution.output_data)
-        .where(WorkflowExecution.instance_id == instance_id)
-    ).all())
+    return fetch_all(session, """
+        SELECT id, node_id, status, selected_handle, output_data
+          FROM workflow_executions WHERE instance_id = %(iid)s
+    """, {"iid": instance_id})
 
 
-def decided_counts(session: Session, instance_id: uuid.UUID,
+def step_records_of(executor: Executor, instance_id: uuid.UUID) -> list[Any]:
+    """Every step of an instance with what ending it reads (outputs, errors, timings)."""
+    return fetch_all(executor, """
+        SELECT id, node_id, status, selected_handle, output_data, error_message, started_at,
+               queued_at, retry_count, duration_ms
+          FROM workflow_executions WHERE instance_id = %(iid)s
+         ORDER BY created_at, node_id
+    """, {"iid": instance_id})
+
+
+def end_instance(executor: Executor, instance_id: uuid.UUID, *, status: str, progress: int,
+                 output: Any, error: str | None, metrics: dict[str, Any]) -> datetime:
+    """Write a final status now (the database clock); `metrics` gains the wall time.
+
+    Returns the completion time. The caller holds the instance row lock.
+    """
+    row = fetch_one(executor, """
+        WITH ended AS (SELECT clock_timestamp() AS at)
+        UPDATE workflow_instances AS i
+           SET status = %(status)s, progress = %(progress)s, output_data = %(output)s,
+               error_details = %(error)s, completed_at = ended.at, updated_at = now(),
+               execution_metrics = CAST(%(metrics)s AS jsonb) || jsonb_build_object(
+                   'wall_time_ms',
+                   CAST(floor(EXTRACT(EPOCH FROM (ended.at - i.started_at)) * 1000) AS bigint))
+          FROM ended
+         WHERE i.id = %(id)s
+     RETURNING i.completed_at
+    """, {"id": instance_id, "status": status, "progress": progress, "output": jsonb(output),
+          "error": error, "metrics": jsonb(metrics)})
+    if row is None:
+        raise LookupError(f"instance {instance_id} does not exist")
+    completed_at: datetime = row[0]
+    return completed_at
+
+
+def decided_counts(session: Executor, instance_id: uuid.UUID,
                    node_ids: Sequence[str]) -> tuple[int, int]:
     """How many steps of the instance are decided, and how many of those are in `node_ids`."""
     # A join, not `node_id = ANY(:ids)`: with a thousand parents that array is searched
     # linearly for every row (a prepared statement's generic plan does not hash it).
-    row = session.execute(text("""
-        SELECT count(*),
+    row = fetch_one(session, """
+        SELECT count(*) AS decided,
                count(*) FILTER (WHERE e.node_id IN (
-                   SELECT p.node_id FROM unnest(CAST(:node_ids AS text[])) AS p(node_id)))
+                   SELECT p.node_id FROM unnest(CAST(%(node_ids)s AS text[])) AS p(node_id)))
+                   AS parents_decided
           FROM workflow_executions AS e
-         WHERE e.instance_id = :iid AND e.status IN ('completed', 'failed', 'skipped')
-    """), {"iid": instance_id, "node_ids": list(node_ids)}).one()
+         WHERE e.instance_id = %(iid)s AND e.status IN ('completed', 'failed', 'skipped')
+    """, {"iid": instance_id, "node_ids": list(node_ids)})
+    assert row is not None
     return int(row[0]), int(row[1])
 
 
@@ -115,6 +145,13 @@ def find_by_idempotency_key(session: Session, workflow_id: uuid.UUID,
             WorkflowInstance.idempotency_key == key,
         )
     ).scalar_one_or_none()
+
+
+def any_pending(executor: Executor) -> bool:
+    """Whether any instance waits for admission (an index lookup, no lock)."""
+    row = fetch_one(executor, "SELECT EXISTS (SELECT 1 FROM workflow_instances"
+                              " WHERE status = 'pending') AS waiting", {})
+    return bool(row is not None and row[0])
 
 
 def take_admission_lock(session: Session) -> None:

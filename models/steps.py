@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from models.db import Executor
+from models.driver_sql import fetch_all, fetch_one, jsonb
 from models.instances import InstanceRow
 
 
@@ -64,19 +65,18 @@ class DeliveredStep:
 
 def read_delivered_step(executor: Executor, execution_id: uuid.UUID) -> DeliveredStep | None:
     """The step with its instance, in one round trip (no lock: the claim re-checks both)."""
-    row = executor.execute(
-        text("""
-            SELECT e.node_id, e.step_type, e.status, i.id, i.status, i.workflow_id,
-                   i.workflow_version_id, i.triggered_by, i.execution_context, i.progress
-              FROM workflow_executions AS e
-              JOIN workflow_instances AS i ON i.id = e.instance_id
-             WHERE e.id = :id
-        """),
-        {"id": execution_id},
-    ).one_or_none()
+    row = fetch_one(executor, """
+        SELECT e.node_id, e.step_type, e.status, i.id, i.status AS instance_status,
+               i.workflow_id, i.workflow_version_id, i.triggered_by, i.execution_context,
+               i.progress
+          FROM workflow_executions AS e
+          JOIN workflow_instances AS i ON i.id = e.instance_id
+         WHERE e.id = %(id)s
+    """, {"id": execution_id})
     if row is None:
         return None
-    return DeliveredStep(execution_id, row[0], row[1], row[2], InstanceRow(*row[3:]))
+    node_id, step_type, status, *instance = row
+    return DeliveredStep(execution_id, node_id, step_type, status, InstanceRow(*instance))
 
 
 def claim_step(
@@ -90,35 +90,29 @@ def claim_step(
     the order every writer uses, to name this node as its `current_step`; the attempt's
     (redacted) input is recorded.
     """
-    row = executor.execute(
-        _json(text(
-            """
-            WITH instance AS (
-                UPDATE workflow_instances AS i SET current_step = e.node_id
-                  FROM workflow_executions AS e
-                 WHERE e.id = :id AND i.id = e.instance_id AND i.status = 'running'
-                   AND e.status = 'pending' AND (e.run_after IS NULL OR e.run_after <= now())
-             RETURNING i.id
-            )
-            UPDATE workflow_executions AS e
-               SET status = 'running', attempt = e.attempt + 1, started_at = now(),
-                   heartbeat_at = now(), completed_at = NULL, error_message = NULL,
-                   lease_expires_at = now() + make_interval(secs => :lease),
-                   celery_task_id = :task_id, run_after = NULL, updated_at = now(),
-                   input_data = :input
-              FROM instance
-             WHERE e.id = :id AND e.instance_id = instance.id AND e.status = 'pending'
-               AND (e.run_after IS NULL OR e.run_after <= now())
-         RETURNING e.id, e.instance_id, e.node_id, e.step_type, e.attempt,
-                   coalesce(e.retry_count, 0), coalesce(e.max_retries, 0)
-            """
-        ), "input"),
-        {"id": execution_id, "lease": float(lease_seconds), "task_id": task_id,
-         "input": input_data},
-    ).one_or_none()
-    if row is None:
-        return None
-    return ClaimedStep(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    row = fetch_one(executor, """
+        WITH instance AS (
+            UPDATE workflow_instances AS i SET current_step = e.node_id
+              FROM workflow_executions AS e
+             WHERE e.id = %(id)s AND i.id = e.instance_id AND i.status = 'running'
+               AND e.status = 'pending' AND (e.run_after IS NULL OR e.run_after <= now())
+         RETURNING i.id
+        )
+        UPDATE workflow_executions AS e
+           SET status = 'running', attempt = e.attempt + 1, started_at = now(),
+               heartbeat_at = now(), completed_at = NULL, error_message = NULL,
+               lease_expires_at = now() + make_interval(secs => %(lease)s),
+               celery_task_id = %(task_id)s, run_after = NULL, updated_at = now(),
+               input_data = %(input)s
+          FROM instance
+         WHERE e.id = %(id)s AND e.instance_id = instance.id AND e.status = 'pending'
+           AND (e.run_after IS NULL OR e.run_after <= now())
+     RETURNING e.id, e.instance_id, e.node_id, e.step_type, e.attempt,
+               coalesce(e.retry_count, 0) AS retry_count,
+               coalesce(e.max_retries, 0) AS max_retries
+    """, {"id": execution_id, "lease": float(lease_seconds), "task_id": task_id,
+          "input": jsonb(input_data)})
+    return None if row is None else ClaimedStep(*row)
 
 
 def heartbeat(session: Session, execution_id: uuid.UUID, attempt: int,
@@ -140,7 +134,7 @@ def heartbeat(session: Session, execution_id: uuid.UUID, attempt: int,
 
 
 def finish_step(
-    session: Session,
+    session: Executor,
     execution_id: uuid.UUID,
     *,
     expected_status: str,
@@ -151,25 +145,49 @@ def finish_step(
     attempt: int | None = None,
 ) -> bool:
     """running|waiting -> completed|failed, fenced by attempt when given."""
-    fence = "AND attempt = :attempt" if attempt is not None else ""
-    row = session.execute(
-        _json(text(f"""
-            UPDATE workflow_executions
-               SET status = :new_status, output_data = :output, selected_handle = :handle,
-                   error_message = :error, completed_at = now(), run_after = NULL,
-                   lease_expires_at = NULL, updated_at = now(),
-                   duration_ms = CAST(EXTRACT(EPOCH FROM (now() - coalesce(started_at, now())))
-                                      * 1000 AS integer)
-             WHERE id = :id AND status = :expected {fence}
-         RETURNING id
-        """), "output"),
-        {"id": execution_id, "expected": expected_status, "new_status": new_status,
-         "output": output, "handle": handle, "error": error, "attempt": attempt},
-    ).one_or_none()
+    row = fetch_one(session, """
+        UPDATE workflow_executions
+           SET status = %(new_status)s, output_data = %(output)s,
+               selected_handle = %(handle)s, error_message = %(error)s, completed_at = now(),
+               run_after = NULL, lease_expires_at = NULL, updated_at = now(),
+               duration_ms = CAST(EXTRACT(EPOCH FROM (now() - coalesce(started_at, now())))
+                                  * 1000 AS integer)
+         WHERE id = %(id)s AND status = %(expected)s
+           AND (CAST(%(attempt)s AS integer) IS NULL OR attempt = %(attempt)s)
+     RETURNING id
+    """, {"id": execution_id, "expected": expected_status, "new_status": new_status,
+          "output": jsonb(output), "handle": handle, "error": error, "attempt": attempt})
     return row is not None
 
 
-def schedule_retry(session: Session, execution_id: uuid.UUID, attempt: int,
+def complete_step_reading_states(executor: Executor, execution_id: uuid.UUID, attempt: int,
+                                 output: Any, handle: str | None) -> list[Any] | None:
+    """running -> completed (fenced by attempt), returning every step of its instance as
+    planning reads them (`models.instances.step_states_of`), this one as just written.
+
+    One round trip instead of two. None when the attempt was superseded (nothing changed).
+    """
+    rows = fetch_all(executor, """
+        WITH finished AS (
+            UPDATE workflow_executions
+               SET status = 'completed', output_data = %(output)s,
+                   selected_handle = %(handle)s, error_message = NULL, completed_at = now(),
+                   run_after = NULL, lease_expires_at = NULL, updated_at = now(),
+                   duration_ms = CAST(EXTRACT(EPOCH FROM (now() - coalesce(started_at, now())))
+                                      * 1000 AS integer)
+             WHERE id = %(id)s AND status = 'running' AND attempt = %(attempt)s
+         RETURNING id, instance_id, node_id, status, selected_handle, output_data
+        )
+        SELECT id, node_id, status, selected_handle, output_data FROM finished
+        UNION ALL
+        SELECT e.id, e.node_id, e.status, e.selected_handle, e.output_data
+          FROM workflow_executions AS e
+          JOIN finished AS f ON e.instance_id = f.instance_id AND e.id <> f.id
+    """, {"id": execution_id, "attempt": attempt, "output": jsonb(output), "handle": handle})
+    return rows or None
+
+
+def schedule_retry(session: Executor, execution_id: uuid.UUID, attempt: int,
                    delay_seconds: float, error: str, dispatch_now: bool) -> bool:
     """running -> pending with retry_count+1 and a run_after timer (fenced by attempt)."""
     row = session.execute(
@@ -190,7 +208,7 @@ def schedule_retry(session: Session, execution_id: uuid.UUID, attempt: int,
     return row is not None
 
 
-def start_timer(session: Session, execution_id: uuid.UUID, attempt: int,
+def start_timer(session: Executor, execution_id: uuid.UUID, attempt: int,
                 seconds: float, output: Any) -> bool:
     """A running step sleeps in the database: run_after is its wake-up, no lease is held."""
     row = session.execute(
@@ -206,7 +224,7 @@ def start_timer(session: Session, execution_id: uuid.UUID, attempt: int,
     return row is not None
 
 
-def wait_for_approval(session: Session, execution_id: uuid.UUID, attempt: int,
+def wait_for_approval(session: Executor, execution_id: uuid.UUID, attempt: int,
                       output: Any) -> bool:
     """running -> waiting_approval: the step holds no worker until someone finishes it."""
     row = session.execute(
@@ -234,39 +252,41 @@ class NewStep:
     passed_through: bool = False
 
 
-def insert_steps(session: Session, instance_id: uuid.UUID,
-                 steps: Sequence[NewStep]) -> dict[str, uuid.UUID]:
-    """Record decided nodes in one statement; a node decided before is left as it is.
+def insert_steps(session: Executor, instance_id: uuid.UUID, steps: Sequence[NewStep],
+                 progress: int | None = None) -> dict[str, uuid.UUID]:
+    """Record decided nodes, and the instance's new `progress` if given, in one statement.
 
-    Returns the ids of the rows inserted, by node id. A passed-through node is skipped with
-    its handle and an empty output; skipped rows are complete at once.
+    A node decided before is left as it is. Returns the ids of the rows inserted, by node
+    id. A passed-through node is skipped with its handle and an empty output; skipped rows
+    are complete at once. The caller holds the instance row lock.
     """
-    if not steps:
+    if not steps and progress is None:
         return {}
-    rows = session.execute(
-        text("""
-            INSERT INTO workflow_executions
-                (instance_id, node_id, step_type, status, max_retries, selected_handle,
-                 output_data, queued_at, dispatched_at, completed_at, attempt, retry_count)
-            SELECT :instance_id, n.node_id, n.step_type, n.status, n.max_retries, n.handle,
-                   CASE WHEN n.passed_through THEN '{}'::jsonb END, now(),
-                   CASE WHEN n.status = 'pending' THEN now() END,
-                   CASE WHEN n.status <> 'pending' THEN now() END, 0, 0
-              FROM unnest(CAST(:node_ids AS text[]), CAST(:step_types AS text[]),
-                          CAST(:statuses AS text[]), CAST(:max_retries AS integer[]),
-                          CAST(:handles AS text[]), CAST(:passed_through AS boolean[]))
-                   AS n(node_id, step_type, status, max_retries, handle, passed_through)
-            ON CONFLICT (instance_id, node_id) DO NOTHING
-            RETURNING node_id, id
-        """),
-        {"instance_id": instance_id,
-         "node_ids": [step.node_id for step in steps],
-         "step_types": [step.step_type for step in steps],
-         "statuses": [step.status for step in steps],
-         "max_retries": [step.max_retries for step in steps],
-         "handles": [step.handle for step in steps],
-         "passed_through": [step.passed_through for step in steps]},
-    ).all()
+    rows = fetch_all(session, """
+        WITH progress AS (
+            UPDATE workflow_instances SET progress = %(progress)s, updated_at = now()
+             WHERE id = %(instance_id)s AND CAST(%(progress)s AS integer) IS NOT NULL
+        )
+        INSERT INTO workflow_executions
+            (instance_id, node_id, step_type, status, max_retries, selected_handle,
+             output_data, queued_at, dispatched_at, completed_at, attempt, retry_count)
+        SELECT %(instance_id)s, n.node_id, n.step_type, n.status, n.max_retries, n.handle,
+               CASE WHEN n.passed_through THEN '{}'::jsonb END, now(),
+               CASE WHEN n.status = 'pending' THEN now() END,
+               CASE WHEN n.status <> 'pending' THEN now() END, 0, 0
+          FROM unnest(CAST(%(node_ids)s AS text[]), CAST(%(step_types)s AS text[]),
+                      CAST(%(statuses)s AS text[]), CAST(%(max_retries)s AS integer[]),
+                      CAST(%(handles)s AS text[]), CAST(%(passed_through)s AS boolean[]))
+               AS n(node_id, step_type, status, max_retries, handle, passed_through)
+        ON CONFLICT (instance_id, node_id) DO NOTHING
+        RETURNING node_id, id
+    """, {"instance_id": instance_id, "progress": progress,
+          "node_ids": [step.node_id for step in steps],
+          "step_types": [step.step_type for step in steps],
+          "statuses": [step.status for step in steps],
+          "max_retries": [step.max_retries for step in steps],
+          "handles": [step.handle for step in steps],
+          "passed_through": [step.passed_through for step in steps]})
     return {row[0]: row[1] for row in rows}
 
 

@@ -13,9 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.statuses import InstanceStatus
-from models.db import transaction
+from models.db import autocommit, transaction
 from models.instance import WorkflowInstance
-from models.instances import count_running, lock_instance, pick_pending, take_admission_lock
+from models.instances import (
+    any_pending,
+    count_running,
+    lock_instance,
+    pick_pending,
+    take_admission_lock,
+)
 from models.steps import StepRef, pending_steps_of
 from models.subworkflows import pending_children_of_running_parents
 from worker.planning import advance
@@ -88,3 +94,15 @@ def admit_and_dispatch(runtime: WorkerRuntime) -> int:
     if ended:
         return len(dispatch) + admit_and_dispatch(runtime)
     return len(dispatch)
+
+
+def admit_if_waiting(runtime: WorkerRuntime) -> int:
+    """After an instance ended: an admission pass, unless no instance is pending at all.
+
+    A pending instance created after this read ran its own admission pass after its
+    commit, when this instance's slot was already free; the reconciler admits periodically.
+    """
+    with autocommit(runtime.engine) as connection:
+        if not any_pending(connection):
+            return 0
+    return admit_and_dispatch(runtime)

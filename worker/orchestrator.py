@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from engine.backoff import retry_delay_seconds
 from engine.statuses import InstanceStatus, StepStatus
-from models.db import autocommit, transaction
+from models.db import Executor, autocommit
 from models.instances import lock_instance, lock_instance_row
 from models.steps import (
     ClaimedStep,
@@ -28,7 +28,7 @@ from models.steps import (
     start_timer,
     wait_for_approval,
 )
-from worker.planning import advance
+from worker.planning import advance, complete_and_advance
 from worker.results import NodeResult, Suspend
 from worker.runtime import WorkerRuntime
 from worker.step_run import PreparedStep, StepFailure, prepare_step, run_handler
@@ -87,35 +87,36 @@ def _input_record(prepared: PreparedStep) -> Any:
 
 def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -> AfterCommit:
     """Write the attempt's result (fenced by attempt) and plan, in one transaction."""
-    with transaction(runtime.session_factory) as session:
-        instance = lock_instance_row(session, claimed.instance_id)
+    # A Core connection, not an ORM session: this runs once per step, and only finishing
+    # an instance needs entities (planning opens a session on this transaction for it).
+    with runtime.engine.begin() as connection:
+        instance = lock_instance_row(connection, claimed.instance_id)
         if instance is None:
             return NOTHING
         if isinstance(outcome, Suspend):
-            _suspend(session, claimed, outcome)
+            _suspend(connection, claimed, outcome)
             return NOTHING
         if isinstance(outcome, StepFailure):
-            return _record_failure(session, runtime, instance, claimed, outcome)
+            return _record_failure(connection, runtime, instance, claimed, outcome)
         result = outcome if isinstance(outcome, NodeResult) else NodeResult(outcome)
-        if not finish_step(session, claimed.id, expected_status=StepStatus.RUNNING.value,
-                           new_status=StepStatus.COMPLETED.value, output=result.output,
-                           handle=result.handle, error=None, attempt=claimed.attempt):
-            session.rollback()
+        advanced = complete_and_advance(connection, runtime, instance, claimed.id,
+                                        claimed.node_id, claimed.attempt, result.output,
+                                        result.handle)
+        if advanced is None:
             log.warning("step.superseded", execution_id=str(claimed.id),
                         attempt=claimed.attempt)
             return NOTHING
-        plain = claimed.node_id if result.handle is None else None
-        return _advance(session, runtime, instance, completed_node=plain)
+        return AfterCommit(advanced.dispatch, [], advanced.finished)
 
 
-def _suspend(session: Session, claimed: ClaimedStep, outcome: Suspend) -> None:
+def _suspend(session: Executor, claimed: ClaimedStep, outcome: Suspend) -> None:
     if outcome.timer_seconds is not None:
         start_timer(session, claimed.id, claimed.attempt, outcome.timer_seconds, outcome.output)
     else:
         wait_for_approval(session, claimed.id, claimed.attempt, outcome.output)
 
 
-def _record_failure(session: Session, runtime: WorkerRuntime, instance: Any,
+def _record_failure(session: Executor, runtime: WorkerRuntime, instance: Any,
                     claimed: ClaimedStep, failure: StepFailure) -> AfterCommit:
     if not failure.permanent and claimed.retry_count < claimed.max_retries:
         delay = _backoff(session, runtime, instance, claimed)
@@ -138,13 +139,12 @@ def _record_failure(session: Session, runtime: WorkerRuntime, instance: Any,
                            handle="error" if has_error_edges else None,
                            error=failure.message, attempt=claimed.attempt)
     if not done:
-        session.rollback()
         log.warning("step.superseded", execution_id=str(claimed.id), attempt=claimed.attempt)
         return NOTHING
     return _advance(session, runtime, instance)
 
 
-def _backoff(session: Session, runtime: WorkerRuntime, instance: Any,
+def _backoff(session: Executor, runtime: WorkerRuntime, instance: Any,
              claimed: ClaimedStep) -> float:
     """The node's first delay doubled per retry so far, capped (CONTRACT §1)."""
     graph, _ = runtime.graphs.get(session, instance.workflow_version_id)
@@ -152,7 +152,7 @@ def _backoff(session: Session, runtime: WorkerRuntime, instance: Any,
     return retry_delay_seconds(first_delay, claimed.retry_count + 1)
 
 
-def _advance(session: Session, runtime: WorkerRuntime, instance: Any,
+def _advance(session: Executor, runtime: WorkerRuntime, instance: Any,
              completed_node: str | None = None) -> AfterCommit:
     result = advance(session, runtime, instance, completed_node)
     return AfterCommit(result.dispatch, [], result.finished)
@@ -177,9 +177,9 @@ def apply_after_commit(runtime: WorkerRuntime, after: AfterCommit) -> None:
             send_steps(runtime.celery, runtime.node_types, [ref], timeouts,
                        countdown=delay + COUNTDOWN_MARGIN_SECONDS)
     if after.instance_ended:
-        from worker.admission import admit_and_dispatch
+        from worker.admission import admit_if_waiting
 
-        admit_and_dispatch(runtime)
+        admit_if_waiting(runtime)
 
 
 def finish_waiting_step(

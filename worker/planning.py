@@ -9,17 +9,32 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from engine import planner
 from engine.document import WorkflowGraph
 from engine.statuses import FINAL_INSTANCE_STATUSES, InstanceStatus, StepStatus
-from models.instance import WorkflowExecution, WorkflowInstance
-from models.instances import decided_counts, set_progress, step_states_of, steps_of
-from models.steps import NewStep, StepRef, finish_step, insert_steps
-from worker.notifications.notices import notify_instance_finished
+from models.db import Executor
+from models.instance import WorkflowInstance
+from models.instances import (
+    decided_counts,
+    end_instance,
+    set_progress,
+    step_records_of,
+    step_states_of,
+)
+from models.steps import (
+    NewStep,
+    StepRef,
+    complete_step_reading_states,
+    finish_step,
+    insert_steps,
+)
+from worker.notifications.notices import finish_notices_wanted, notify_instance_finished
 from worker.runtime import WorkerRuntime
 
 _MAX_PLAN_ROUNDS = 10_000
@@ -69,12 +84,36 @@ def nodes_context(steps: Sequence[Any]) -> dict[str, Any]:
             for step in steps}
 
 
-def advance(session: Session, runtime: WorkerRuntime, instance: PlannedInstance,
-            completed_node: str | None = None) -> Advance:
+def complete_and_advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstance,
+                         step_id: uuid.UUID, node_id: str, attempt: int, output: Any,
+                         handle: str | None) -> Advance | None:
+    """Record a running step's completion (fenced by attempt), then plan the locked instance.
+
+    None when the attempt was superseded (nothing changed). The completion returns the
+    instance's steps for the plan in the same round trip, except when the step feeds a join
+    with other parents: then only the join's progress is counted (see `advance`).
+    """
+    if handle is None and instance.workflow_version_id is not None:
+        graph, _ = runtime.graphs.get(executor, instance.workflow_version_id)
+        if _join_parents(graph, node_id) is not None:
+            if not finish_step(executor, step_id, expected_status=StepStatus.RUNNING.value,
+                               new_status=StepStatus.COMPLETED.value, output=output,
+                               handle=None, error=None, attempt=attempt):
+                return None
+            return advance(executor, runtime, instance, completed_node=node_id)
+    steps = complete_step_reading_states(executor, step_id, attempt, output, handle)
+    if steps is None:
+        return None
+    return advance(executor, runtime, instance, steps=steps)
+
+
+def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstance,
+            completed_node: str | None = None, steps: Sequence[Any] | None = None) -> Advance:
     """Plan the locked instance until nothing new is decided; finish it when the plan says so.
 
     `completed_node`: the node whose step just completed with its default handle, if that is
-    why we plan; lets a parent of a join that still waits skip the full plan.
+    why we plan; lets a parent of a join that still waits skip the full plan. `steps`: the
+    instance's steps as `step_states_of` reads them, when the caller already has them.
     """
     if instance.status in FINAL_INSTANCE_STATUSES:
         # A late step of an instance that already ended (a parallel branch failed, or it
@@ -82,50 +121,117 @@ def advance(session: Session, runtime: WorkerRuntime, instance: PlannedInstance,
         return Advance(dispatch=[], finished=False)
     if instance.workflow_version_id is None:
         raise LookupError(f"instance {instance.id} has no pinned workflow version")
-    graph, configuration = runtime.graphs.get(session, instance.workflow_version_id)
+    graph, configuration = runtime.graphs.get(executor, instance.workflow_version_id)
     if completed_node is not None:
-        waiting = _join_still_waiting(session, graph, instance.id, completed_node)
+        waiting = _join_still_waiting(executor, graph, instance.id, completed_node)
         if waiting is not None:
-            _record_progress(session, instance, waiting)
+            if waiting != instance.progress:
+                set_progress(executor, instance.id, waiting)
             return Advance(dispatch=[], finished=False)
     base = {"input": instance_input(instance), "instance": instance_facts(instance)}
+    timeout = float(runtime.settings.default_step_timeout_seconds)
     dispatch: list[StepRef] = []
-    steps = step_states_of(session, instance.id)
+    if steps is None:
+        steps = step_states_of(executor, instance.id)
     for _ in range(_MAX_PLAN_ROUNDS):
         states = planner_steps(steps)
         result = planner.plan(graph, states, base, runtime.node_types)
-        changed = _fail_condition_errors(session, steps, result)
-        dispatch.extend(_record_decisions(session, graph, instance.id, result,
-                                          float(runtime.settings.default_step_timeout_seconds)))
+        changed = _fail_condition_errors(executor, steps, result)
+        states.update(_decided_states(result))
         # The planner cascades skips and passthroughs to a fixpoint in one call, so only a
-        # step failed for its edge condition needs another round.
+        # step failed for its edge condition needs another round; otherwise the progress
+        # is final and goes out with the decisions, in one statement.
+        progress = planner.progress(graph, states)
+        final_progress = None if changed or progress == instance.progress else progress
+        dispatch.extend(_record_decisions(executor, graph, instance.id, result, timeout,
+                                          final_progress))
         if not changed:
             break
-        steps = step_states_of(session, instance.id)
-    states.update({node_id: planner.StepState(StepStatus.PENDING) for node_id in result.ready})
-    states.update({node_id: planner.StepState(StepStatus.SKIPPED) for node_id in result.skipped})
-    states.update(result.passthrough_steps())
+        steps = step_states_of(executor, instance.id)
     if result.outcome != planner.OUTCOME_RUNNING:
-        # Once per instance: the entity (already locked by this transaction) is worth it here.
-        entity = session.get(WorkflowInstance, instance.id)
-        assert entity is not None
-        steps = steps_of(session, instance.id)
-        entity.progress = planner.progress(graph, states)
-        finalize(session, entity, graph, steps, result)
-        notify_instance_finished(session, entity, configuration, steps)
+        _finish_instance(executor, instance, graph, configuration, result, progress)
         return Advance(dispatch=[], finished=True)
-    _record_progress(session, instance, planner.progress(graph, states))
     if instance.status != InstanceStatus.RUNNING.value:
         return Advance(dispatch=[], finished=False)
     return Advance(dispatch=dispatch, finished=False)
 
 
-def _record_progress(session: Session, instance: PlannedInstance, progress: int) -> None:
-    if progress != instance.progress:
-        set_progress(session, instance.id, progress)
+def _decided_states(result: planner.Plan) -> dict[str, planner.StepState]:
+    """The states the plan's decisions give their nodes (as the rows just inserted say)."""
+    states = {node_id: planner.StepState(StepStatus.PENDING) for node_id in result.ready}
+    states.update({node_id: planner.StepState(StepStatus.SKIPPED)
+                   for node_id in result.skipped})
+    states.update(result.passthrough_steps())
+    return states
 
 
-def _join_still_waiting(session: Session, graph: WorkflowGraph, instance_id: uuid.UUID,
+@dataclass(frozen=True)
+class EndedInstance:
+    """An instance as it just ended: what workflow notices read of it."""
+
+    id: uuid.UUID
+    workflow_id: uuid.UUID | None
+    triggered_by: str | None
+    execution_context: dict[str, Any] | None
+    status: str
+    error_details: str | None
+    completed_at: datetime
+
+
+def _finish_instance(executor: Executor, instance: PlannedInstance, graph: WorkflowGraph,
+                     configuration: dict[str, Any], result: planner.Plan,
+                     progress: int) -> None:
+    """Completed or failed: outputs of completed leaves, metrics, error naming the node."""
+    if isinstance(executor, Session):
+        executor.flush()  # the caller's own changes to this instance are written first
+    steps = step_records_of(executor, instance.id)
+    failed_node = result.failed_node if result.outcome == planner.OUTCOME_FAILED else None
+    output = None
+    error = None
+    if failed_node is not None:
+        failed = next((step for step in steps if step.node_id == failed_node), None)
+        status = InstanceStatus.FAILED.value
+        error = f"node '{failed_node}' failed: {failed.error_message if failed else 'failed'}"
+    else:
+        status = InstanceStatus.COMPLETED.value
+        progress = 100
+        output = planner.instance_output(graph, planner_steps(steps))
+    completed_at = end_instance(executor, instance.id, status=status, progress=progress,
+                                output=output, error=error, metrics=step_metrics(steps))
+    if isinstance(executor, Session):
+        # An entity the caller holds must not keep (or write back) what it had before.
+        entity = executor.identity_map.get(identity_key(WorkflowInstance, instance.id))
+        if entity is not None:
+            executor.expire(entity)
+    ended = EndedInstance(instance.id, instance.workflow_id, instance.triggered_by,
+                          instance.execution_context, status, error, completed_at)
+    _notify_finished(executor, ended, configuration, steps)
+
+
+def _notify_finished(executor: Executor, ended: EndedInstance,
+                     configuration: dict[str, Any], steps: Sequence[Any]) -> None:
+    """Workflow notices (`on_completion` / `on_failure`), if the workflow has any."""
+    if not finish_notices_wanted(configuration, ended.status):
+        return
+    if isinstance(executor, Session):
+        notify_instance_finished(executor, ended, configuration, steps)
+        return
+    # Joins the connection's transaction: it writes now, and the caller commits.
+    with Session(bind=executor) as session:
+        notify_instance_finished(session, ended, configuration, steps)
+        session.flush()
+
+
+def _join_parents(graph: WorkflowGraph, node_id: str) -> set[str] | None:
+    """The parents of the join this node feeds through its one plain edge, if it has others."""
+    edges = graph.outgoing(node_id)
+    if len(edges) != 1 or edges[0].condition is not None or edges[0].source_handle is not None:
+        return None
+    parents = {edge.source for edge in graph.incoming(edges[0].target)}
+    return parents if len(parents) >= 2 else None
+
+
+def _join_still_waiting(executor: Executor, graph: WorkflowGraph, instance_id: uuid.UUID,
                         node_id: str) -> int | None:
     """The progress, when the completed node's only successor still waits on another parent.
 
@@ -134,13 +240,10 @@ def _join_still_waiting(session: Session, graph: WorkflowGraph, instance_id: uui
     not done while the join is undecided), and re-reading every step after each of a fan-in's
     parents made it O(n^2). None means: plan as usual.
     """
-    edges = graph.outgoing(node_id)
-    if len(edges) != 1 or edges[0].condition is not None or edges[0].source_handle is not None:
+    parents = _join_parents(graph, node_id)
+    if parents is None:
         return None
-    parents = {edge.source for edge in graph.incoming(edges[0].target)}
-    if len(parents) < 2:
-        return None
-    decided, parents_decided = decided_counts(session, instance_id, sorted(parents))
+    decided, parents_decided = decided_counts(executor, instance_id, sorted(parents))
     if parents_decided >= len(parents):
         return None
     return (100 * decided) // len(graph.nodes) if graph.nodes else 100
@@ -156,7 +259,7 @@ def planner_steps(steps: Sequence[Any]) -> dict[str, planner.StepState]:
     }
 
 
-def _fail_condition_errors(session: Session, steps: Sequence[Any],
+def _fail_condition_errors(executor: Executor, steps: Sequence[Any],
                            result: planner.Plan) -> bool:
     """An edge condition that cannot be evaluated fails its source step (CONTRACT §3)."""
     by_node = {step.node_id: step for step in steps}
@@ -165,15 +268,19 @@ def _fail_condition_errors(session: Session, steps: Sequence[Any],
         step = by_node.get(node_id)
         if step is None:
             continue
-        changed = finish_step(session, step.id, expected_status=step.status,
+        changed = finish_step(executor, step.id, expected_status=step.status,
                               new_status=StepStatus.FAILED.value, output=step.output_data,
                               handle=None, error=message) or changed
     return changed
 
 
-def _record_decisions(session: Session, graph: WorkflowGraph, instance_id: uuid.UUID,
-                      result: planner.Plan, default_timeout: float) -> list[StepRef]:
-    """Insert one row per decided node (one statement); returns refs of new pending ones."""
+def _record_decisions(executor: Executor, graph: WorkflowGraph, instance_id: uuid.UUID,
+                      result: planner.Plan, default_timeout: float,
+                      progress: int | None) -> list[StepRef]:
+    """Insert one row per decided node, and the new progress (one statement).
+
+    Returns refs of the new pending steps, to send after commit.
+    """
     decided = [NewStep(node_id, graph.node(node_id).type, StepStatus.PENDING.value,
                        graph.node(node_id).retries) for node_id in result.ready]
     decided += [NewStep(node_id, graph.node(node_id).type, StepStatus.SKIPPED.value,
@@ -182,7 +289,7 @@ def _record_decisions(session: Session, graph: WorkflowGraph, instance_id: uuid.
                         graph.node(node_id).retries, handle=state.selected_handle,
                         passed_through=True)
                 for node_id, state in result.passthrough_steps().items()]
-    inserted = insert_steps(session, instance_id, decided)
+    inserted = insert_steps(executor, instance_id, decided, progress)
     refs = []
     for node_id in result.ready:
         if node_id in inserted:
@@ -192,39 +299,23 @@ def _record_decisions(session: Session, graph: WorkflowGraph, instance_id: uuid.
     return refs
 
 
-def finalize(session: Session, instance: WorkflowInstance, graph: WorkflowGraph,
-             steps: list[WorkflowExecution], result: planner.Plan) -> None:
-    """Completed or failed: outputs of completed leaves, metrics, error naming the node."""
-    from sqlalchemy import func
-
-    failed_node = result.failed_node if result.outcome == planner.OUTCOME_FAILED else None
-    by_node = {step.node_id: step for step in steps}
-    if failed_node is not None:
-        step = by_node.get(failed_node)
-        message = step.error_message if step is not None else "failed"
-        instance.status = InstanceStatus.FAILED.value
-        instance.error_details = f"node '{failed_node}' failed: {message}"
-    else:
-        instance.status = InstanceStatus.COMPLETED.value
-        instance.progress = 100
-        instance.output_data = planner.instance_output(graph, planner_steps(steps))
-    instance.completed_at = session.execute(func.clock_timestamp().select()).scalar_one()
-    instance.execution_metrics = execution_metrics(instance, steps)
-
-
 def execution_metrics(instance: WorkflowInstance,
-                      steps: list[WorkflowExecution]) -> dict[str, Any]:
+                      steps: Sequence[Any]) -> dict[str, Any]:
     """Wall time, steps run, and time steps spent queued before a worker claimed them."""
+    wall = None
+    if instance.completed_at is not None and instance.started_at is not None:
+        wall = int((instance.completed_at - instance.started_at).total_seconds() * 1000)
+    return {"wall_time_ms": wall, **step_metrics(steps)}
+
+
+def step_metrics(steps: Sequence[Any]) -> dict[str, Any]:
+    """`execution_metrics` but the wall time (which `end_instance` adds from the clock)."""
     ran = [s for s in steps if s.status in ("completed", "failed") and s.started_at]
     waits = [
         max(0.0, (s.started_at - s.queued_at).total_seconds() * 1000)
         for s in ran if s.started_at is not None and s.queued_at is not None
     ]
-    wall = None
-    if instance.completed_at is not None and instance.started_at is not None:
-        wall = int((instance.completed_at - instance.started_at).total_seconds() * 1000)
     return {
-        "wall_time_ms": wall,
         "step_count": len(ran),
         "skipped_count": sum(1 for s in steps if s.status == "skipped"),
         "retry_count": sum(s.retry_count or 0 for s in steps),

@@ -107,6 +107,15 @@ def dispatch_notifications(celery_app: Any, notification_ids: Iterable[uuid.UUID
             log.warning("notification.dispatch_failed", notification_id=str(notification_id))
 
 
+def finish_notices_wanted(configuration: Mapping[str, Any] | None, status: str) -> bool:
+    """Whether an instance ending with this status has workflow notices to create."""
+    event = _FINISH_EVENTS.get(status)
+    return event is not None and bool(notice_specs(configuration, event))
+
+
+_FINISH_EVENTS = {"completed": "on_completion", "failed": "on_failure"}
+
+
 def notify_instance_finished(session: Session, instance: Any,
                              configuration: Mapping[str, Any] | None,
                              steps: Iterable[Any] = ()) -> list[uuid.UUID]:
@@ -118,7 +127,7 @@ def notify_instance_finished(session: Session, instance: Any,
     from engine.expressions import expression_context
     from worker.planning import instance_facts, instance_input, nodes_context
 
-    event = {"completed": "on_completion", "failed": "on_failure"}.get(instance.status)
+    event = _FINISH_EVENTS.get(instance.status)
     if event is None or not notice_specs(configuration, event):
         return []
     facts = {**instance_facts(instance), "status": instance.status,

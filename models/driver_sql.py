@@ -1,0 +1,53 @@
+"""Hand-written SQL run straight on the psycopg connection beneath an Executor; never commits.
+
+For the statements every step runs (read, claim, lock, complete, plan). SQLAlchemy's
+execution layer (result metadata, parameter processing, events) costs more CPU per
+statement than psycopg itself, several times over for a step's handful of statements
+(`python -m bench.step_cost`); these statements are plain SQL with `%(name)s` parameters and
+need none of it. They run in the executor's transaction: a session's or a connection's, or,
+on an autocommit connection, each statement commits on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg.rows import namedtuple_row
+from psycopg.types.json import Jsonb
+from sqlalchemy.orm import Session
+
+from models.db import Executor
+
+
+def driver_connection(executor: Executor) -> psycopg.Connection[Any]:
+    """The psycopg connection of the executor's transaction (a session begins one if needed)."""
+    connection = executor.connection() if isinstance(executor, Session) else executor
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection), "models need the psycopg 3 driver"
+    return driver
+
+
+def fetch_one(executor: Executor, sql: str, params: Mapping[str, Any]) -> NamedTuple | None:
+    """The statement's first row (columns by name), or None when it returns none."""
+    with driver_connection(executor).cursor(row_factory=namedtuple_row) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def fetch_all(executor: Executor, sql: str, params: Mapping[str, Any]) -> list[NamedTuple]:
+    with driver_connection(executor).cursor(row_factory=namedtuple_row) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def run(executor: Executor, sql: str, params: Mapping[str, Any]) -> None:
+    """A statement whose rows, if any, nobody reads."""
+    with driver_connection(executor).cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def jsonb(value: Any) -> Jsonb | None:
+    """A JSONB parameter; None stays SQL NULL (not the JSON null)."""
+    return None if value is None else Jsonb(value)
