@@ -154,9 +154,41 @@ def any_pending(executor: Executor) -> bool:
     return bool(row is not None and row[0])
 
 
-def take_admission_lock(session: Session) -> None:
+def admission_room(executor: Executor, instance_id: uuid.UUID) -> tuple[int, bool]:
+    """How many instances run, and whether any pending instance other than this one waits."""
+    row = fetch_one(executor, """
+        SELECT (SELECT count(*) FROM workflow_instances WHERE status = 'running') AS running,
+               EXISTS (SELECT 1 FROM workflow_instances
+                        WHERE status = 'pending' AND id <> %(id)s) AS others_waiting
+    """, {"id": instance_id})
+    assert row is not None
+    return int(row[0]), bool(row[1])
+
+
+def start_pending_instance(executor: Executor, instance_id: uuid.UUID,
+                           timeout_seconds: float) -> InstanceRow | None:
+    """pending -> running on its first start: its clock and deadline begin now.
+
+    None when it is not pending, or was started before (it has a deadline: a resumed or
+    retried instance goes through the full admission pass).
+    """
+    row = fetch_one(executor, """
+        WITH started AS (SELECT clock_timestamp() AS at)
+        UPDATE workflow_instances AS i
+           SET status = 'running', started_at = started.at, paused_at = NULL,
+               deadline_at = started.at + make_interval(secs => %(timeout)s),
+               updated_at = now()
+          FROM started
+         WHERE i.id = %(id)s AND i.status = 'pending' AND i.deadline_at IS NULL
+     RETURNING i.id, i.status, i.workflow_id, i.workflow_version_id, i.triggered_by,
+               i.execution_context, i.progress
+    """, {"id": instance_id, "timeout": float(timeout_seconds)})
+    return None if row is None else InstanceRow(*row)
+
+
+def take_admission_lock(session: Executor) -> None:
     """Serialise admission decisions across every process until the transaction ends."""
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK_KEY})
+    run(session, "SELECT pg_advisory_xact_lock(%(key)s)", {"key": ADMISSION_LOCK_KEY})
 
 
 def count_running(session: Session) -> int:

@@ -13,13 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.statuses import InstanceStatus
-from models.db import autocommit, transaction
+from models.db import Executor, autocommit, transaction
 from models.instance import WorkflowInstance
 from models.instances import (
+    admission_room,
     any_pending,
     count_running,
     lock_instance,
     pick_pending,
+    start_pending_instance,
     take_admission_lock,
 )
 from models.steps import StepRef, pending_steps_of
@@ -69,14 +71,14 @@ def _start(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance)
     instance.paused_at = None
     if instance.deadline_at is None:
         # First start: the instance clock begins now, not when it was queued.
+        assert instance.workflow_version_id is not None
+        timeout_ms = _timeout_ms(session, runtime, instance.workflow_version_id)
         instance.started_at = now
-        instance.deadline_at = now + timedelta(milliseconds=_timeout_ms(session, runtime,
-                                                                        instance))
+        instance.deadline_at = now + timedelta(milliseconds=timeout_ms)
 
 
-def _timeout_ms(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance) -> int:
-    assert instance.workflow_version_id is not None
-    _, configuration = runtime.graphs.get(session, instance.workflow_version_id)
+def _timeout_ms(session: Executor, runtime: WorkerRuntime, version_id: uuid.UUID) -> int:
+    _, configuration = runtime.graphs.get(session, version_id)
     value = configuration.get("execution_timeout_ms")
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
@@ -106,3 +108,30 @@ def admit_if_waiting(runtime: WorkerRuntime) -> int:
         if not any_pending(connection):
             return 0
     return admit_and_dispatch(runtime)
+
+
+def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,
+              version_id: uuid.UUID | None) -> int:
+    """Admission right after an instance was created: start it at once when that is fair.
+
+    When it is the only pending instance and a slot is free, it starts in one short
+    transaction (the same advisory lock, no queue to pick from); otherwise a full pass
+    decides, by priority and age. Returns the number of steps sent.
+    """
+    from worker.orchestrator import AfterCommit, apply_after_commit
+
+    if version_id is None:
+        return admit_and_dispatch(runtime)
+    with runtime.engine.begin() as connection:
+        take_admission_lock(connection)
+        running, others_waiting = admission_room(connection, instance_id)
+        if others_waiting or running >= runtime.settings.max_concurrent_workflows:
+            instance = None
+        else:
+            timeout_ms = _timeout_ms(connection, runtime, version_id)
+            instance = start_pending_instance(connection, instance_id, timeout_ms / 1000)
+        result = advance(connection, runtime, instance, steps=[]) if instance else None
+    if result is None:
+        return admit_and_dispatch(runtime)
+    apply_after_commit(runtime, AfterCommit(result.dispatch, [], result.finished))
+    return len(result.dispatch)

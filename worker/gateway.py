@@ -8,7 +8,7 @@ api/commands/ build workers and schedulers and are exempt. Nothing here adds beh
 from __future__ import annotations
 
 from worker import control
-from worker.admission import admit_and_dispatch
+from worker.admission import admit_and_dispatch, admit_new
 from worker.firing import LaunchRequest, fire_trigger
 from worker.launch import InactiveWorkflowError, UnknownWorkflowError, create_instance, launch
 from worker.nodes.approval import record_decision, resume_after_commit
@@ -21,6 +21,7 @@ __all__ = [
     "UnknownWorkflowError",
     "WorkerRuntime",
     "admit_and_dispatch",
+    "admit_new",
     "control",
     "create_instance",
     "fire_trigger",

@@ -84,13 +84,18 @@ def create_instance(
         idempotency_key=idempotency_key or None, parent_execution_id=parent_execution_id,
         progress=0,
     )
+    if not idempotency_key:
+        session.add(instance)
+        session.flush()
+        return instance, True
     try:
+        # Only a key can collide; the savepoint keeps the caller's transaction usable.
         with session.begin_nested():
             session.add(instance)
             session.flush()
     except IntegrityError:
         # Another request with the same key won the race; answer with its instance.
-        existing = find_by_idempotency_key(session, workflow.id, idempotency_key or "")
+        existing = find_by_idempotency_key(session, workflow.id, idempotency_key)
         if existing is None:
             raise
         return existing, False

@@ -33,7 +33,7 @@ from models.approval import WorkflowApproval, WorkflowNotification
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import steps_of
 from models.workflow import Workflow
-from worker.gateway import InactiveWorkflowError, admit_and_dispatch, control, create_instance
+from worker.gateway import InactiveWorkflowError, admit_new, control, create_instance
 
 blp = Blueprint("instances", __name__, url_prefix="/api",
                 description="Workflow execution: start, monitor and control instances")
@@ -75,7 +75,7 @@ class Execute(MethodView):
         set_audit_resource("workflow-instances", instance.id,
                            {"workflow_id": str(workflow_id), "created": created})
         if created:
-            admit_and_dispatch(worker_runtime())
+            admit_new(worker_runtime(), instance.id, instance.workflow_version_id)
             session.refresh(instance)
         return instance, 202 if created else 200
 

@@ -11,7 +11,7 @@ from models.db import transaction
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.workflow import Workflow
 from tests.processes import wait_until
-from worker.admission import admit_and_dispatch
+from worker.admission import admit_and_dispatch, admit_new
 from worker.launch import create_instance
 from worker.runtime import WorkerRuntime
 
@@ -48,15 +48,23 @@ def make_workflow(runtime: WorkerRuntime, nodes: list[dict[str, Any]],
 
 
 def start(runtime: WorkerRuntime, workflow_id: uuid.UUID, input: Any = None,
-          priority: str = "normal", idempotency_key: str | None = None) -> uuid.UUID:
-    """Create the instance, commit, then admit and dispatch (as the API does)."""
+          priority: str = "normal", idempotency_key: str | None = None,
+          fast_path: bool = False) -> uuid.UUID:
+    """Create the instance, commit, then admit and dispatch.
+
+    `fast_path` admits the way the API's execute does (`admit_new`); otherwise a full
+    admission pass runs, as triggers and the reconciler do.
+    """
     with transaction(runtime.session_factory) as session:
         workflow = session.get(Workflow, workflow_id)
         assert workflow is not None
         instance, _ = create_instance(session, workflow, input or {}, priority,
                                       idempotency_key, "test", None)
-        instance_id = instance.id
-    admit_and_dispatch(runtime)
+        instance_id, version_id = instance.id, instance.workflow_version_id
+    if fast_path:
+        admit_new(runtime, instance_id, version_id)
+    else:
+        admit_and_dispatch(runtime)
     return instance_id
 
 

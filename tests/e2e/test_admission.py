@@ -32,8 +32,9 @@ def _max_overlap(rows: list[Any]) -> int:
     return peak
 
 
-def test_limit_holds_with_20_at_once_and_high_overtakes_low(runtime: Any,
-                                                           cluster: Any) -> None:
+@pytest.mark.parametrize("fast_path", [False, True], ids=["full-pass", "execute-fast-path"])
+def test_limit_holds_with_20_at_once_and_high_overtakes_low(runtime: Any, cluster: Any,
+                                                           fast_path: bool) -> None:
     wf = make_workflow(runtime, [
         node("start", "trigger"), node("wait", "delay", {"seconds": 0.6}), node("end", "noop"),
     ], [edge("start", "wait"), edge("wait", "end")])
@@ -56,7 +57,7 @@ def test_limit_holds_with_20_at_once_and_high_overtakes_low(runtime: Any,
     lock = threading.Lock()
 
     def launch() -> None:
-        instance_id = start(runtime, wf, priority="low")
+        instance_id = start(runtime, wf, priority="low", fast_path=fast_path)
         with lock:
             low_ids.append(instance_id)
 
@@ -66,7 +67,7 @@ def test_limit_holds_with_20_at_once_and_high_overtakes_low(runtime: Any,
         thread.start()
     for thread in starters:
         thread.join()
-    high_id = start(runtime, wf, priority="high")
+    high_id = start(runtime, wf, priority="high", fast_path=fast_path)
     rows = [wait_status(runtime, i, timeout=120) for i in low_ids + [high_id]]
     stop.set()
     sampler.join()

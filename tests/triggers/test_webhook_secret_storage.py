@@ -104,13 +104,19 @@ def test_rotation_re_encrypts_webhook_secrets_and_they_keep_working(
     with session_factory() as session:
         rotated = rotate_all(session, settings.replace(secret_keys=(new_key, secret_key)))
         session.commit()
-
-    assert rotated >= 2
-    after = _raw_configuration(session_factory, trigger_id)
-    assert after != before and SECRET not in after
-    assert "legacy-clear-secret" not in _raw_configuration(session_factory, legacy_id)
-    new_only = create_app(settings.replace(secret_keys=(new_key,)),
-                          session_factory=session_factory).test_client()
-    assert _call(new_only, trigger_id) == 202
-    assert _call(new_only, legacy_id, "legacy-clear-secret") == 202
-    assert _call(new_only, trigger_id, "legacy-clear-secret") == 401
+    try:
+        assert rotated >= 2
+        after = _raw_configuration(session_factory, trigger_id)
+        assert after != before and SECRET not in after
+        assert "legacy-clear-secret" not in _raw_configuration(session_factory, legacy_id)
+        new_only = create_app(settings.replace(secret_keys=(new_key,)),
+                              session_factory=session_factory).test_client()
+        assert _call(new_only, trigger_id) == 202
+        assert _call(new_only, legacy_id, "legacy-clear-secret") == 202
+        assert _call(new_only, trigger_id, "legacy-clear-secret") == 401
+    finally:
+        # The database is shared by the whole session: every other test reads (and
+        # rotates) its secrets with the session key, so put them back under it.
+        with session_factory() as session:
+            rotate_all(session, settings.replace(secret_keys=(secret_key, new_key)))
+            session.commit()

@@ -1,0 +1,85 @@
+"""The execute fast path: a new instance starts at once only when nothing waits before it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from models.db import transaction
+from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
+from worker import control
+
+
+def _runtime(settings: Any, max_concurrent: int) -> Any:
+    """A runtime that decides but never sends (no Celery app)."""
+    from worker.runtime import build_runtime
+
+    return build_runtime(settings.replace(max_concurrent_workflows=max_concurrent))
+
+
+@pytest.fixture
+def workflow(settings: Any) -> Iterator[tuple[Any, uuid.UUID]]:
+    runtime = _runtime(settings, 10_000)
+    workflow_id = make_workflow(runtime, [node("a", "noop"), node("b", "noop")],
+                                [edge("a", "b")])
+    yield runtime, workflow_id
+    with transaction(runtime.session_factory) as session:
+        ids = session.execute(text("SELECT id FROM workflow_instances WHERE workflow_id = :w"
+                                   " AND status IN ('pending', 'running')"),
+                              {"w": workflow_id}).scalars().all()
+        for instance_id in ids:
+            control.cancel(session, instance_id)
+    runtime.engine.dispose()
+
+
+def _running_now(runtime: Any) -> int:
+    with runtime.engine.connect() as connection:
+        return int(connection.execute(text(
+            "SELECT count(*) FROM workflow_instances WHERE status = 'running'")).scalar_one())
+
+
+def test_a_new_instance_alone_starts_at_once_with_its_clock_and_first_step(
+        workflow: tuple[Any, uuid.UUID]) -> None:
+    runtime, workflow_id = workflow
+    instance_id = start(runtime, workflow_id, fast_path=True)
+    row = instance_row(runtime, instance_id)
+    assert row.status == "running"
+    assert row.started_at is not None and row.deadline_at is not None
+    assert (row.deadline_at - row.started_at).total_seconds() * 1000 == pytest.approx(
+        runtime.settings.workflow_execution_timeout_ms)
+    assert {n: s.status for n, s in steps(runtime, instance_id).items()} == {"a": "pending"}
+
+
+def test_a_new_instance_queues_behind_an_older_pending_one(
+        settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
+    _, workflow_id = workflow
+    # One slot left: the older, higher-priority instance must get it, not the new one.
+    full = _runtime(settings, _running_now(workflow[0]))
+    waiting = start(full, workflow_id, priority="high")
+    assert instance_row(full, waiting).status == "pending"
+    one_slot = _runtime(settings, _running_now(full) + 1)
+    try:
+        newest = start(one_slot, workflow_id, fast_path=True)
+        assert instance_row(one_slot, waiting).status == "running"
+        assert instance_row(one_slot, newest).status == "pending"
+    finally:
+        full.engine.dispose()
+        one_slot.engine.dispose()
+
+
+def test_a_new_instance_at_the_limit_stays_pending(
+        settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
+    _, workflow_id = workflow
+    full = _runtime(settings, max(1, _running_now(workflow[0])))
+    try:
+        if _running_now(full) == 0:
+            start(full, workflow_id)  # take the only slot
+        newest = start(full, workflow_id, fast_path=True)
+        assert instance_row(full, newest).status == "pending"
+        assert steps(full, newest) == {}
+    finally:
+        full.engine.dispose()
