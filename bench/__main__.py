@@ -22,7 +22,7 @@ from bench.environment import bench_environment, processes, python_command
 from bench.resources import worker_rss_mib
 from bench.scenarios import Row
 
-SCENARIOS = ("latency", "throughput", "rest", "api", "list", "fan", "save")
+SCENARIOS = ("steps", "latency", "throughput", "rest", "api", "list", "fan", "save")
 
 
 def _report(rows: list[Row]) -> None:
@@ -32,6 +32,15 @@ def _report(rows: list[Row]) -> None:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
         print(f"{row.scenario:48} {row.value:>10.2f} {row.unit:8} {baseline:>10} {ratio:>7}"
               f"  {row.target}")
+
+
+def _step_cost_rows(database_url: str, chains: int) -> list[Row]:
+    from bench.step_cost import measure
+
+    print("running steps ...", flush=True)
+    cost = measure(database_url, chains)
+    return [Row("0. orchestrator cost per step, in-process (wall)", cost.wall_ms, "ms"),
+            Row("0. orchestrator cost per step, in-process (CPU)", cost.cpu_ms, "ms")]
 
 
 def _header() -> None:
@@ -51,6 +60,9 @@ def main(argv: list[str]) -> int:
     rows: list[Row] = []
     failures: list[str] = []
     with bench_environment() as env:
+        if "steps" in args.only:
+            # In this process, before any Flowyard process shares the database.
+            rows.extend(_step_cost_rows(env.database_url, 5 if args.smoke else 100))
         baseline_runs.prepare(env)
         baseline_workers = [python_command("-m", "bench.baseline", env.redis_url,
                                            env.database_url, "2") for _ in range(2)]

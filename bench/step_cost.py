@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import logging
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
+
+import structlog
 
 from models.db import transaction
 from models.settings import Settings
@@ -68,6 +72,44 @@ def run_chains(runtime: Any, celery: InMemoryCelery, workflow_id: uuid.UUID,
     return executed
 
 
+@dataclass(frozen=True)
+class StepCost:
+    steps: int
+    wall_ms: float
+    cpu_ms: float
+
+
+def measure(database_url: str, chains: int, profile_path: str | None = None) -> StepCost:
+    """Run `chains` 10-node noop chains in this process; the cost per step (wall and CPU).
+
+    The database must be migrated and must have no other Flowyard processes on it.
+    """
+    from worker.plugins import load_node_types
+    from worker.runtime import build_runtime
+
+    # As the bench's workers run (--loglevel WARNING): no line rendered per step.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    settings = Settings(database_url=database_url, max_concurrent_workflows=1000)
+    runtime = build_runtime(settings, load_node_types())
+    celery = InMemoryCelery()
+    runtime.celery = celery
+    try:
+        workflow_id = _chain_workflow(runtime)
+        run_chains(runtime, celery, workflow_id, 3)  # warm the pool and the graph cache
+        profiler = cProfile.Profile() if profile_path else None
+        started, cpu_started = time.perf_counter(), time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        steps = run_chains(runtime, celery, workflow_id, chains)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    finally:
+        runtime.engine.dispose()
+    return StepCost(steps, 1000 * wall / steps, 1000 * cpu / steps)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("database_url")
@@ -76,31 +118,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from migrations.runner import upgrade
-    from worker.plugins import load_node_types
-    from worker.runtime import build_runtime
 
     upgrade(args.database_url)
-    settings = Settings(database_url=args.database_url, max_concurrent_workflows=1000)
-    runtime = build_runtime(settings, load_node_types())
-    celery = InMemoryCelery()
-    runtime.celery = celery
-    workflow_id = _chain_workflow(runtime)
-    run_chains(runtime, celery, workflow_id, 5)  # warm the pool and the graph cache
-    profiler = cProfile.Profile() if args.profile else None
-    started = time.perf_counter()
-    cpu_started = time.process_time()
-    if profiler is not None:
-        profiler.enable()
-    steps = run_chains(runtime, celery, workflow_id, args.chains)
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(args.profile)
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
-    print(f"{steps} steps in {elapsed:.2f} s: {1000 * elapsed / steps:.3f} ms per step, "
-          f"{1000 * cpu / steps:.3f} ms of it on this process's CPU "
-          f"(includes starting each instance)")
-    runtime.engine.dispose()
+    cost = measure(args.database_url, args.chains, args.profile)
+    print(f"{cost.steps} steps: {cost.wall_ms:.3f} ms per step, {cost.cpu_ms:.3f} ms of it "
+          f"on this process's CPU (includes starting each instance)")
 
 
 if __name__ == "__main__":
