@@ -154,15 +154,15 @@ def any_pending(executor: Executor) -> bool:
     return bool(row is not None and row[0])
 
 
-def admission_room(executor: Executor, instance_id: uuid.UUID) -> tuple[int, bool]:
-    """How many instances run, and whether any pending instance other than this one waits."""
+def admission_room(executor: Executor, instance_id: uuid.UUID) -> tuple[int, int]:
+    """How many instances run, and how many pending instances other than this one wait."""
     row = fetch_one(executor, """
         SELECT (SELECT count(*) FROM workflow_instances WHERE status = 'running') AS running,
-               EXISTS (SELECT 1 FROM workflow_instances
-                        WHERE status = 'pending' AND id <> %(id)s) AS others_waiting
+               (SELECT count(*) FROM workflow_instances
+                 WHERE status = 'pending' AND id <> %(id)s) AS others_waiting
     """, {"id": instance_id})
     assert row is not None
-    return int(row[0]), bool(row[1])
+    return int(row[0]), int(row[1])
 
 
 def start_pending_instance(executor: Executor, instance_id: uuid.UUID,

@@ -114,9 +114,10 @@ def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,
               version_id: uuid.UUID | None) -> int:
     """Admission right after an instance was created: start it at once when that is fair.
 
-    When it is the only pending instance and a slot is free, it starts in one short
-    transaction (the same advisory lock, no queue to pick from); otherwise a full pass
-    decides, by priority and age. Returns the number of steps sent.
+    When there are free slots for it and for every other pending instance, nobody can be
+    overtaken: it starts in one short transaction (the same advisory lock, no queue to
+    pick from; the others are started by their own launches or the next pass). Otherwise a
+    full pass decides, by priority and age. Returns the number of steps sent.
     """
     from worker.orchestrator import AfterCommit, apply_after_commit
 
@@ -125,7 +126,7 @@ def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,
     with runtime.engine.begin() as connection:
         take_admission_lock(connection)
         running, others_waiting = admission_room(connection, instance_id)
-        if others_waiting or running >= runtime.settings.max_concurrent_workflows:
+        if running + others_waiting >= runtime.settings.max_concurrent_workflows:
             instance = None
         else:
             timeout_ms = _timeout_ms(connection, runtime, version_id)

@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import text
 
 from models.db import transaction
+from models.workflow import Workflow
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
 from worker import control
+from worker.launch import create_instance
 
 
 def _runtime(settings: Any, max_concurrent: int) -> Any:
@@ -83,3 +85,21 @@ def test_a_new_instance_at_the_limit_stays_pending(
         assert steps(full, newest) == {}
     finally:
         full.engine.dispose()
+
+
+def test_with_room_for_every_waiting_instance_the_new_one_starts_at_once(
+        settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
+    runtime, workflow_id = workflow
+    # Another launch's instance, created and not yet admitted (its admission runs next).
+    with transaction(runtime.session_factory) as session:
+        workflow_row = session.get(Workflow, workflow_id)
+        other, _ = create_instance(session, workflow_row, {}, "high")
+        other_id = other.id
+    roomy = _runtime(settings, _running_now(runtime) + 2)
+    try:
+        newest = start(roomy, workflow_id, fast_path=True)
+        # Two slots for two waiting instances: starting this one overtakes nobody.
+        assert instance_row(roomy, newest).status == "running"
+        assert instance_row(roomy, other_id).status == "pending"
+    finally:
+        roomy.engine.dispose()
