@@ -16,6 +16,7 @@ from typing import Any
 from flask import Response, stream_with_context
 from flask.views import MethodView
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from api.audit import set_audit_resource
 from api.auth import require_role
@@ -62,7 +63,9 @@ class Execute(MethodView):
     def post(self, body: dict[str, Any], workflow_id: uuid.UUID) -> Any:
         """Start an instance (202); a repeated idempotency key answers its first one (200)."""
         session = request_session()
-        workflow = session.get(Workflow, workflow_id)
+        # The definition itself is read only if the workflow has no pinned version yet.
+        workflow = session.get(Workflow, workflow_id, options=[
+            defer(Workflow.workflow_data), defer(Workflow.configuration)])
         if workflow is None:
             raise NotFoundError(f"no workflow {workflow_id}")
         try:
