@@ -24,7 +24,8 @@ from models.instances import (
     start_pending_instance,
     take_admission_lock,
 )
-from models.steps import StepRef, pending_steps_of
+from models.step_recovery import pending_steps_of
+from models.steps import StepRef
 from models.subworkflows import pending_children_of_running_parents
 from worker.planning import advance
 from worker.runtime import WorkerRuntime

@@ -20,7 +20,7 @@ from engine.transitions import TransitionError as EngineTransitionError
 from engine.transitions import transition
 from models.instance import WorkflowInstance
 from models.instances import lock_instance
-from models.steps import reset_for_retry, stop_open_steps
+from models.step_recovery import reset_for_retry, stop_open_steps
 from models.subworkflows import children_of_instance
 from worker.runtime import WorkerRuntime
 

@@ -19,14 +19,14 @@ import structlog
 from engine.statuses import InstanceStatus, StepStatus
 from models.db import transaction
 from models.instances import idle_running_instances, lock_instance, timed_out_instances
-from models.steps import (
+from models.step_recovery import (
     due_timers,
     due_unclaimed_steps,
     expired_leases,
-    finish_step,
     release_lost_step,
     stop_open_steps,
 )
+from models.steps import finish_step
 from worker.admission import admit_and_dispatch
 from worker.nodes.subworkflow import cancel_orphaned_children, resume_subworkflow_steps
 from worker.notifications.notices import notify_instance_finished

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import text
 
 from models.db import transaction
-from models.steps import claim_step, finish_step, heartbeat, release_lost_step
+from models.step_recovery import release_lost_step
+from models.steps import claim_step, finish_step, heartbeat
 from tests.e2e.helpers import instance_row, make_workflow, node, start, steps
 from worker import control
 from worker.reconciler import expire_leases
