@@ -233,12 +233,16 @@ def test_expression_errors_fail_the_step_naming_the_expression(runtime: Any,
 def test_late_branch_after_a_failure_is_recorded_but_changes_nothing(
         runtime: Any, cluster: Any, http_server: Any) -> None:
     path = f"/slow/{uuid.uuid4().hex}"
+    # `bad` fails only after `slow` has surely been claimed: a step still pending when its
+    # instance has ended is never claimed, and that is not what this test is about.
     wf = make_workflow(runtime, [
         node("start", "trigger"),
+        node("pause", "delay", {"seconds": 1.0}),
         node("bad", "transform", {"output": "{{ input.missing }}"}),
-        node("slow", "http", {"url": f"{http_server.base_url}{path}?seconds=1.5"}),
+        node("slow", "http", {"url": f"{http_server.base_url}{path}?seconds=2.5"}),
         node("after_slow", "noop"),
-    ], [edge("start", "bad"), edge("start", "slow"), edge("slow", "after_slow")])
+    ], [edge("start", "pause"), edge("pause", "bad"), edge("start", "slow"),
+        edge("slow", "after_slow")])
     instance_id = start(runtime, wf)
     failed = wait_status(runtime, instance_id)
     assert failed.status == "failed" and "bad" in (failed.error_details or "")
