@@ -12,6 +12,8 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from models.db import Executor
+from models.driver_sql import fetch_all
 from models.steps import StepRef
 
 
@@ -121,6 +123,21 @@ def stop_open_steps(session: Session, instance_id: uuid.UUID, reason: str) -> li
         {"iid": instance_id, "reason": reason},
     ).all()
     return [r[0] for r in rows if r[0] and r[1]]
+
+
+def skip_pending_steps(executor: Executor, instance_id: uuid.UUID, reason: str) -> int:
+    """pending -> skipped for an instance that ended: they would never be claimed.
+
+    Running steps are left to finish (their late result is recorded, and changes nothing).
+    """
+    rows = fetch_all(executor, """
+        UPDATE workflow_executions
+           SET status = 'skipped', error_message = %(reason)s, completed_at = now(),
+               run_after = NULL, updated_at = now()
+         WHERE instance_id = %(iid)s AND status = 'pending'
+     RETURNING id
+    """, {"iid": instance_id, "reason": reason})
+    return len(rows)
 
 
 def reset_for_retry(session: Session, instance_id: uuid.UUID) -> int:

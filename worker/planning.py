@@ -27,6 +27,7 @@ from models.instances import (
     step_records_of,
     step_states_of,
 )
+from models.step_recovery import skip_pending_steps
 from models.steps import (
     NewStep,
     StepRef,
@@ -184,8 +185,10 @@ def _finish_instance(executor: Executor, instance: PlannedInstance, graph: Workf
     """Completed or failed: outputs of completed leaves, metrics, error naming the node."""
     if isinstance(executor, Session):
         executor.flush()  # the caller's own changes to this instance are written first
-    steps = step_records_of(executor, instance.id)
     failed_node = result.failed_node if result.outcome == planner.OUTCOME_FAILED else None
+    if failed_node is not None:
+        skip_pending_steps(executor, instance.id, f"not run: node '{failed_node}' failed")
+    steps = step_records_of(executor, instance.id)
     output = None
     error = None
     if failed_node is not None:
