@@ -10,7 +10,7 @@ on an autocommit connection, each statement commits on its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import psycopg
@@ -40,6 +40,27 @@ def fetch_all(executor: Executor, sql: str, params: Mapping[str, Any]) -> list[N
     with driver_connection(executor).cursor(row_factory=namedtuple_row) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def fetch_pipelined(executor: Executor,
+                    statements: Sequence[tuple[str, Mapping[str, Any]]]) -> list[list[NamedTuple]]:
+    """Each statement's rows, the statements sent together and run in order.
+
+    One round trip for all of them (psycopg pipeline mode), the transaction's BEGIN
+    included. For statements whose parameters do not depend on each other's results.
+    """
+    driver = driver_connection(executor)
+    cursors = []
+    with driver.pipeline():
+        for sql, params in statements:
+            cursor = driver.cursor(row_factory=namedtuple_row)
+            cursor.execute(sql, params)
+            cursors.append(cursor)
+    try:
+        return [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
 def run(executor: Executor, sql: str, params: Mapping[str, Any]) -> None:

@@ -42,13 +42,16 @@ class InstanceRow:
     progress: int | None
 
 
+LOCK_INSTANCE_ROW = """
+    SELECT id, status, workflow_id, workflow_version_id, triggered_by, execution_context,
+           progress
+      FROM workflow_instances WHERE id = %(id)s FOR UPDATE
+"""
+
+
 def lock_instance_row(session: Executor, instance_id: uuid.UUID) -> InstanceRow | None:
     """`lock_instance` for the step path: the same row lock, read as plain columns."""
-    row = fetch_one(session, """
-        SELECT id, status, workflow_id, workflow_version_id, triggered_by, execution_context,
-               progress
-          FROM workflow_instances WHERE id = %(id)s FOR UPDATE
-    """, {"id": instance_id})
+    row = fetch_one(session, LOCK_INSTANCE_ROW, {"id": instance_id})
     return None if row is None else InstanceRow(*row)
 
 

@@ -17,8 +17,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from models.db import Executor
-from models.driver_sql import fetch_all, fetch_one, jsonb
-from models.instances import InstanceRow
+from models.driver_sql import fetch_all, fetch_one, fetch_pipelined, jsonb
+from models.instances import LOCK_INSTANCE_ROW, InstanceRow
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class ClaimedStep:
     attempt: int
     retry_count: int
     max_retries: int
+    workflow_version_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def claim_step(
               FROM workflow_executions AS e
              WHERE e.id = %(id)s AND i.id = e.instance_id AND i.status = 'running'
                AND e.status = 'pending' AND (e.run_after IS NULL OR e.run_after <= now())
-         RETURNING i.id
+         RETURNING i.id, i.workflow_version_id
         )
         UPDATE workflow_executions AS e
            SET status = 'running', attempt = e.attempt + 1, started_at = now(),
@@ -109,7 +110,7 @@ def claim_step(
            AND (e.run_after IS NULL OR e.run_after <= now())
      RETURNING e.id, e.instance_id, e.node_id, e.step_type, e.attempt,
                coalesce(e.retry_count, 0) AS retry_count,
-               coalesce(e.max_retries, 0) AS max_retries
+               coalesce(e.max_retries, 0) AS max_retries, instance.workflow_version_id
     """, {"id": execution_id, "lease": float(lease_seconds), "task_id": task_id,
           "input": jsonb(input_data)})
     return None if row is None else ClaimedStep(*row)
@@ -160,6 +161,25 @@ def finish_step(
     return row is not None
 
 
+_COMPLETE_READING_STATES = """
+    WITH finished AS (
+        UPDATE workflow_executions
+           SET status = 'completed', output_data = %(output)s,
+               selected_handle = %(handle)s, error_message = NULL, completed_at = now(),
+               run_after = NULL, lease_expires_at = NULL, updated_at = now(),
+               duration_ms = CAST(EXTRACT(EPOCH FROM (now() - coalesce(started_at, now())))
+                                  * 1000 AS integer)
+         WHERE id = %(id)s AND status = 'running' AND attempt = %(attempt)s
+     RETURNING id, instance_id, node_id, status, selected_handle, output_data
+    )
+    SELECT id, node_id, status, selected_handle, output_data FROM finished
+    UNION ALL
+    SELECT e.id, e.node_id, e.status, e.selected_handle, e.output_data
+      FROM workflow_executions AS e
+      JOIN finished AS f ON e.instance_id = f.instance_id AND e.id <> f.id
+"""
+
+
 def complete_step_reading_states(executor: Executor, execution_id: uuid.UUID, attempt: int,
                                  output: Any, handle: str | None) -> list[Any] | None:
     """running -> completed (fenced by attempt), returning every step of its instance as
@@ -167,24 +187,27 @@ def complete_step_reading_states(executor: Executor, execution_id: uuid.UUID, at
 
     One round trip instead of two. None when the attempt was superseded (nothing changed).
     """
-    rows = fetch_all(executor, """
-        WITH finished AS (
-            UPDATE workflow_executions
-               SET status = 'completed', output_data = %(output)s,
-                   selected_handle = %(handle)s, error_message = NULL, completed_at = now(),
-                   run_after = NULL, lease_expires_at = NULL, updated_at = now(),
-                   duration_ms = CAST(EXTRACT(EPOCH FROM (now() - coalesce(started_at, now())))
-                                      * 1000 AS integer)
-             WHERE id = %(id)s AND status = 'running' AND attempt = %(attempt)s
-         RETURNING id, instance_id, node_id, status, selected_handle, output_data
-        )
-        SELECT id, node_id, status, selected_handle, output_data FROM finished
-        UNION ALL
-        SELECT e.id, e.node_id, e.status, e.selected_handle, e.output_data
-          FROM workflow_executions AS e
-          JOIN finished AS f ON e.instance_id = f.instance_id AND e.id <> f.id
-    """, {"id": execution_id, "attempt": attempt, "output": jsonb(output), "handle": handle})
+    rows = fetch_all(executor, _COMPLETE_READING_STATES, {
+        "id": execution_id, "attempt": attempt, "output": jsonb(output), "handle": handle})
     return rows or None
+
+
+def lock_instance_and_complete_step(
+    executor: Executor, instance_id: uuid.UUID, execution_id: uuid.UUID, attempt: int,
+    output: Any, handle: str | None,
+) -> tuple[InstanceRow | None, list[Any] | None]:
+    """`lock_instance_row`, then `complete_step_reading_states`, in one round trip.
+
+    Sent together and run in that order (instance lock first, as every writer takes them),
+    with the transaction's BEGIN: one round trip instead of three.
+    """
+    locked, states = fetch_pipelined(executor, [
+        (LOCK_INSTANCE_ROW, {"id": instance_id}),
+        (_COMPLETE_READING_STATES, {"id": execution_id, "attempt": attempt,
+                                    "output": jsonb(output), "handle": handle}),
+    ])
+    instance = InstanceRow(*locked[0]) if locked else None
+    return instance, (states or None)
 
 
 def schedule_retry(session: Executor, execution_id: uuid.UUID, attempt: int,

@@ -90,17 +90,16 @@ def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -
     # A Core connection, not an ORM session: this runs once per step, and only finishing
     # an instance needs entities (planning opens a session on this transaction for it).
     with runtime.engine.begin() as connection:
-        instance = lock_instance_row(connection, claimed.instance_id)
-        if instance is None:
-            return NOTHING
-        if isinstance(outcome, Suspend):
+        if isinstance(outcome, (Suspend, StepFailure)):
+            instance = lock_instance_row(connection, claimed.instance_id)
+            if instance is None:
+                return NOTHING
+            if isinstance(outcome, StepFailure):
+                return _record_failure(connection, runtime, instance, claimed, outcome)
             _suspend(connection, claimed, outcome)
             return NOTHING
-        if isinstance(outcome, StepFailure):
-            return _record_failure(connection, runtime, instance, claimed, outcome)
         result = outcome if isinstance(outcome, NodeResult) else NodeResult(outcome)
-        advanced = complete_and_advance(connection, runtime, instance, claimed.id,
-                                        claimed.node_id, claimed.attempt, result.output,
+        advanced = complete_and_advance(connection, runtime, claimed, result.output,
                                         result.handle)
         if advanced is None:
             log.warning("step.superseded", execution_id=str(claimed.id),

@@ -23,17 +23,19 @@ from models.instance import WorkflowInstance
 from models.instances import (
     decided_counts,
     end_instance,
+    lock_instance_row,
     set_progress,
     step_records_of,
     step_states_of,
 )
 from models.step_recovery import skip_pending_steps
 from models.steps import (
+    ClaimedStep,
     NewStep,
     StepRef,
-    complete_step_reading_states,
     finish_step,
     insert_steps,
+    lock_instance_and_complete_step,
 )
 from worker.notifications.notices import finish_notices_wanted, notify_instance_finished
 from worker.runtime import WorkerRuntime
@@ -85,27 +87,35 @@ def nodes_context(steps: Sequence[Any]) -> dict[str, Any]:
             for step in steps}
 
 
-def complete_and_advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstance,
-                         step_id: uuid.UUID, node_id: str, attempt: int, output: Any,
-                         handle: str | None) -> Advance | None:
-    """Record a running step's completion (fenced by attempt), then plan the locked instance.
+def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: ClaimedStep,
+                         output: Any, handle: str | None) -> Advance | None:
+    """Lock the instance, record a running step's completion (fenced by attempt), then plan.
 
-    None when the attempt was superseded (nothing changed). The completion returns the
-    instance's steps for the plan in the same round trip, except when the step feeds a join
-    with other parents: then only the join's progress is counted (see `advance`).
+    None when the attempt was superseded or the instance is gone (nothing changed). The
+    lock and the completion go out in one round trip, the completion returning the
+    instance's steps for the plan, except when the step feeds a join with other parents:
+    then only the join's progress is counted (see `advance`).
     """
-    if handle is None and instance.workflow_version_id is not None:
-        graph, _ = runtime.graphs.get(executor, instance.workflow_version_id)
-        if _join_parents(graph, node_id) is not None:
-            if not finish_step(executor, step_id, expected_status=StepStatus.RUNNING.value,
-                               new_status=StepStatus.COMPLETED.value, output=output,
-                               handle=None, error=None, attempt=attempt):
-                return None
-            return advance(executor, runtime, instance, completed_node=node_id)
-    steps = complete_step_reading_states(executor, step_id, attempt, output, handle)
-    if steps is None:
+    if handle is None and _feeds_join(executor, runtime, claimed):
+        instance = lock_instance_row(executor, claimed.instance_id)
+        if instance is None or not finish_step(
+                executor, claimed.id, expected_status=StepStatus.RUNNING.value,
+                new_status=StepStatus.COMPLETED.value, output=output, handle=None, error=None,
+                attempt=claimed.attempt):
+            return None
+        return advance(executor, runtime, instance, completed_node=claimed.node_id)
+    instance, steps = lock_instance_and_complete_step(
+        executor, claimed.instance_id, claimed.id, claimed.attempt, output, handle)
+    if instance is None or steps is None:
         return None
     return advance(executor, runtime, instance, steps=steps)
+
+
+def _feeds_join(executor: Executor, runtime: WorkerRuntime, claimed: ClaimedStep) -> bool:
+    if claimed.workflow_version_id is None:
+        return True  # unknown graph: take the path that is right for every node
+    graph, _ = runtime.graphs.get(executor, claimed.workflow_version_id)
+    return _join_parents(graph, claimed.node_id) is not None
 
 
 def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstance,
