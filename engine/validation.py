@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from engine.document import ON_ERROR_CHOICES, WorkflowGraph, as_number, parse_workflow
-from engine.expressions import (
-    EDGE_NAMES,
-    NODE_NAMES,
-    expression_problems,
-    find_template_problems,
-)
+from engine.edge_validation import edge_problems
+from engine.expressions import NODE_NAMES, expression_problems, find_template_problems
 from engine.nodetypes import NodeType
+from engine.problems import Problem, name_of
+
+__all__ = ["Limits", "Problem", "validate_workflow"]
 
 
 @dataclass(frozen=True)
@@ -33,20 +32,6 @@ class Limits:
     max_nodes: int = 1000
     max_edges: int = 5000
     max_document_bytes: int = 1 << 20
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a document, naming the node or edge it concerns."""
-
-    code: str
-    message: str
-    node_id: str | None = None
-    edge_id: str | None = None
-    field: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _is_int(value: Any) -> bool:
@@ -64,10 +49,6 @@ def _is_positive_int(value: Any) -> bool:
 def _is_non_negative_number(value: Any) -> bool:
     number = as_number(value)
     return number is not None and number >= 0
-
-
-def _name(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _shape_problems(document: Any) -> tuple[list[Problem], list[Any], list[Any]]:
@@ -187,7 +168,7 @@ def _node_problems(raw_nodes: list[Any], registry: Mapping[str, NodeType]) -> It
                 "invalid_node", f"node #{index} must be an object", field=f"nodes[{index}]"
             )
             continue
-        node_id = _name(raw.get("id"))
+        node_id = name_of(raw.get("id"))
         if node_id is None:
             yield Problem("missing_field", f"node #{index} needs a string id", field="id")
             continue
@@ -224,7 +205,7 @@ def _one_node_problems(
         )
         config = {}
     yield from _option_problems(node_id, data)
-    type_name = _name(raw.get("type"))
+    type_name = name_of(raw.get("type"))
     node_type = registry.get(type_name) if type_name else None
     if type_name is None:
         yield Problem(
@@ -240,104 +221,6 @@ def _one_node_problems(
     else:
         yield from _config_problems(node_id, node_type, config)
     yield from _template_problems(node_id, node_type, config)
-
-
-def _edge_field_problems(edge_id: str, raw: dict[str, Any]) -> Iterator[Problem]:
-    def bad(code: str, key: str, rule: str) -> Problem:
-        return Problem(code, f"edge {edge_id!r}: {rule}", edge_id=edge_id, field=key)
-
-    for key in ("sourceHandle", "targetHandle", "type"):
-        if raw.get(key) is not None and not isinstance(raw[key], str):
-            yield bad("invalid_edge", key, f"{key} must be a string")
-    data = raw.get("data", {})
-    if not isinstance(data, dict):
-        yield bad("invalid_edge", "data", "data must be an object")
-        return
-    if "enabled" in data and not isinstance(data["enabled"], bool):
-        yield bad("invalid_option", "data.enabled", "enabled must be true or false")
-    condition = data.get("condition")
-    if condition is None or (isinstance(condition, str) and not condition.strip()):
-        return
-    if not isinstance(condition, str):
-        yield bad("invalid_expression", "data.condition", "condition must be a CEL string")
-        return
-    for message in expression_problems(condition, EDGE_NAMES):
-        yield bad("invalid_expression", "data.condition", message)
-
-
-def _edge_handle_problems(
-    edge_id: str, raw: dict[str, Any], source_type: NodeType | None
-) -> Iterator[Problem]:
-    if source_type is None:
-        return
-    handle = raw.get("sourceHandle")
-    source = raw["source"]
-    if isinstance(handle, str) and handle:
-        if not source_type.offers(handle):
-            offered = ", ".join((*source_type.handles, "error"))
-            yield Problem(
-                "invalid_source_handle",
-                f"edge {edge_id!r}: node {source!r} of type {source_type.name!r} has no handle "
-                f"{handle!r} (it offers {offered})",
-                edge_id=edge_id,
-                field="sourceHandle",
-            )
-    elif handle is None or handle == "":
-        if source_type.default_handle is None:
-            yield Problem(
-                "missing_source_handle",
-                f"edge {edge_id!r}: node {source!r} of type {source_type.name!r} has no default "
-                f"handle, so the edge needs a sourceHandle (one of "
-                f"{', '.join(source_type.handles)})",
-                edge_id=edge_id,
-                field="sourceHandle",
-            )
-
-
-def _edge_problems(
-    raw_edges: list[Any], node_types: Mapping[str, NodeType | None]
-) -> Iterator[Problem]:
-    seen: set[str] = set()
-    for index, raw in enumerate(raw_edges):
-        if not isinstance(raw, dict):
-            yield Problem(
-                "invalid_edge", f"edge #{index} must be an object", field=f"edges[{index}]"
-            )
-            continue
-        edge_id = _name(raw.get("id"))
-        if edge_id is None:
-            yield Problem("missing_field", f"edge #{index} needs a string id", field="id")
-            continue
-        if edge_id in seen:
-            yield Problem(
-                "duplicate_edge_id",
-                f"edge id {edge_id!r} is used twice",
-                edge_id=edge_id,
-                field="id",
-            )
-        seen.add(edge_id)
-        yield from _edge_field_problems(edge_id, raw)
-        ends_known = True
-        for end in ("source", "target"):
-            name = _name(raw.get(end))
-            if name is None:
-                ends_known = False
-                yield Problem(
-                    "missing_field",
-                    f"edge {edge_id!r} needs a string {end}",
-                    edge_id=edge_id,
-                    field=end,
-                )
-            elif name not in node_types:
-                ends_known = False
-                yield Problem(
-                    "unknown_node",
-                    f"edge {edge_id!r}: {end} {name!r} is not a node of this workflow",
-                    edge_id=edge_id,
-                    field=end,
-                )
-        if ends_known:
-            yield from _edge_handle_problems(edge_id, raw, node_types[raw["source"]])
 
 
 def _graph_problems(graph: WorkflowGraph) -> Iterator[Problem]:
@@ -416,13 +299,13 @@ def validate_workflow(
     problems.extend(_node_problems(raw_nodes, registry))
     node_types: dict[str, NodeType | None] = {}
     for raw in raw_nodes:
-        node_id = _name(raw.get("id")) if isinstance(raw, dict) else None
+        node_id = name_of(raw.get("id")) if isinstance(raw, dict) else None
         if node_id is not None and node_id not in node_types:
-            type_name = _name(raw.get("type"))
+            type_name = name_of(raw.get("type"))
             node_types[node_id] = registry.get(type_name) if type_name else None
-    problems.extend(_edge_problems(raw_edges, node_types))
+    problems.extend(edge_problems(raw_edges, node_types))
     if isinstance(workflow_data, dict):
-        valid_nodes = [raw for raw in raw_nodes if isinstance(raw, dict) and _name(raw.get("id"))]
+        valid_nodes = [raw for raw in raw_nodes if isinstance(raw, dict) and name_of(raw.get("id"))]
         valid_edges = [raw for raw in raw_edges if isinstance(raw, dict)]
         graph = parse_workflow({"nodes": valid_nodes, "edges": valid_edges})
         problems.extend(_graph_problems(graph))
