@@ -1,44 +1,36 @@
-"""CEL expressions and `{{ }}` templates over plain JSON; it never touches Python objects.
+"""CEL expressions over plain JSON: compile, check names, evaluate; no Python objects inside.
 
 Semantics (CONTRACT §3):
 - One language everywhere: CEL, through `cel-python` (`celpy`). Expressions are compiled once
-  (cached by source) and checked when a workflow is saved (`template_problems`,
-  engine.validation).
+  (cached by source) and checked when a workflow is saved (`expression_problems`, and
+  engine.templating for `{{ }}` templates; engine.validation).
 - Names: `input` (the instance input), `nodes` (`nodes.<id>.output`, `nodes.<id>.status`),
   `instance` (`id`, `workflow_id`, `triggered_by`) and, on an edge, `output` (the source
   node's output). Build them with `expression_context`.
-- Only JSON goes in (dict with str keys, list, str, int, float, bool, None) and only JSON comes
-  out: CEL ints and uints become int, doubles float, timestamps ISO 8601 strings (`Z`),
-  durations strings such as "90s"; bytes, types and non-finite doubles are errors. Because
-  the activation holds CEL values built from JSON only, no attribute walking on Python
-  objects is possible (`input.__class__` is a missing map key).
+- Only JSON goes in and only JSON comes out (engine.cel_values). Because the activation holds
+  CEL values built from JSON only, no attribute walking on Python objects is possible
+  (`input.__class__` is a missing map key).
 - A missing key is an evaluation error (`input.x` with no `x`); `has(input.x)` tests for it.
 - Edge conditions and `condition.expression` must yield a bool (`evaluate_condition`).
-- Templates: a string config value may embed `{{ CEL }}`. A value that is exactly one
-  `{{ expr }}` takes the expression's type; otherwise each result is interpolated as text
-  (strings as they are, everything else as compact JSON: `true`, `null`, `[1,2]`). The
-  expression inside `{{ }}` may not itself contain `}}` (write `} }` in a map literal).
 - Limits, so a saved expression cannot exhaust a worker: at most 2,000 characters, brackets
   nested at most 32 deep, at most 2 nested comprehension macros (map/filter/all/exists/
-  exists_one), and a JSON result of at most 100,000 values and 1,000,000 string characters
-  (`+` refuses to build a longer string or list in the first place).
-  Regular expressions (`matches`) run on RE2, so they cannot backtrack catastrophically.
+  exists_one), a bounded number of evaluation steps (engine.cel_budget), and a JSON result
+  of at most 100,000 values and 1,000,000 string characters (`+` refuses to build a longer
+  string or list in the first place). Regular expressions (`matches`) run on RE2, so they
+  cannot backtrack catastrophically.
 - `prepare_context` converts a context to CEL once; `evaluate`, `evaluate_condition` and
-  `render_template_value` accept it in place of a plain mapping (one conversion, many
-  expressions).
+  `engine.templating.render_template_value` accept it in place of a plain mapping (one
+  conversion, many expressions).
 - Errors derive from `ExpressionError`: `ExpressionSyntaxError` at compile time,
   `ExpressionEvaluationError` at run time; every message names the expression.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import operator
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
 from functools import lru_cache
 from typing import Any, Final
 
@@ -48,18 +40,20 @@ from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
 from engine.cel_budget import BudgetedRunner
+from engine.cel_values import (
+    MAX_RESULT_CHARS,
+    MAX_RESULT_VALUES,
+    MESSAGE_CAP,
+    evaluation_message,
+    from_json,
+    to_json,
+)
 
 MAX_EXPRESSION_LENGTH: Final = 2_000
 MAX_BRACKET_DEPTH: Final = 32
 MAX_TREE_DEPTH: Final = 400
 MAX_COMPREHENSION_NESTING: Final = 2
-MAX_RESULT_VALUES: Final = 100_000
-MAX_RESULT_CHARS: Final = 1_000_000
-_MESSAGE_CAP = 240
 _COMPREHENSIONS = frozenset({"map", "filter", "all", "exists", "exists_one"})
-# One `{{ ... }}` whose body does not contain `}}`.
-_TEMPLATE = re.compile(r"\{\{((?:(?!\}\}).)*)\}\}", re.DOTALL)
-_INNER_CEL_ERROR = re.compile(r"CELEvalError\(\*\(\"((?:[^\"\\]|\\.)*)\"")
 
 
 class _Missing:
@@ -179,7 +173,7 @@ def _parse_message(error: Exception) -> str:
         reason = f"unexpected character {terminal.group(1)!r}"
     column = getattr(error, "column", None)
     where = f" at column {column}" if isinstance(column, int) else ""
-    return f"{reason}{where}"[:_MESSAGE_CAP]
+    return f"{reason}{where}"[:MESSAGE_CAP]
 
 
 @lru_cache(maxsize=4096)
@@ -264,91 +258,6 @@ def free_names(source: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _to_cel(value: Any) -> Any:
-    """A CEL value from plain JSON. Raises: TypeError on anything else."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return celtypes.BoolType(value)
-    if isinstance(value, int):
-        return celtypes.IntType(value)
-    if isinstance(value, float):
-        return celtypes.DoubleType(value)
-    if isinstance(value, str):
-        return celtypes.StringType(value)
-    if isinstance(value, list | tuple):
-        return celtypes.ListType([_to_cel(item) for item in value])
-    if isinstance(value, Mapping):
-        result = celtypes.MapType()
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"map key {key!r} is not a string")
-            result[celtypes.StringType(key)] = _to_cel(item)
-        return result
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-class _Budget:
-    def __init__(self) -> None:
-        self.values = 0
-        self.chars = 0
-
-    def spend(self, chars: int = 0) -> None:
-        self.values += 1
-        self.chars += chars
-        if self.values > MAX_RESULT_VALUES or self.chars > MAX_RESULT_CHARS:
-            raise ValueError("the result is too large")
-
-
-def _scalar_to_json(value: Any, budget: _Budget) -> Any:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, celtypes.BoolType):
-        return bool(value)
-    if isinstance(value, celtypes.TimestampType):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if isinstance(value, celtypes.DurationType):
-        return f"{value.total_seconds():g}s"
-    if isinstance(value, celtypes.BytesType):
-        raise ValueError("it yields bytes, which are not JSON")
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"it yields {value}, which is not JSON")
-        return float(value)
-    if isinstance(value, str):
-        budget.spend(len(value))
-        return str(value)
-    if isinstance(value, Exception):
-        raise ValueError(_evaluation_message(value))
-    raise ValueError(f"it yields a {type(value).__name__}, which is not JSON")
-
-
-def to_json(value: Any, budget: _Budget | None = None) -> Any:
-    """Plain JSON from a CEL result. Raises: ValueError when it has no JSON form."""
-    budget = budget or _Budget()
-    budget.spend()
-    if isinstance(value, Mapping):
-        return {
-            str(_scalar_to_json(key, budget)): to_json(item, budget) for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [to_json(item, budget) for item in value]
-    return _scalar_to_json(value, budget)
-
-
-def _evaluation_message(error: BaseException) -> str:
-    text = str(error.args[0]) if error.args else type(error).__name__
-    if "no matching overload" in text:
-        # celpy wraps the real cause (e.g. a missing key) in an overload error.
-        inner = _INNER_CEL_ERROR.search(str(error.args))
-        if inner:
-            text = inner.group(1).replace("\\'", "'")
-    text = text.split(" (in activation", 1)[0]
-    return " ".join(text.split())[:_MESSAGE_CAP]
-
-
 class PreparedContext:
     """A context converted to CEL values once, for many evaluations over it."""
 
@@ -366,7 +275,7 @@ class PreparedContext:
 
 def _checked_cel(value: Any) -> Any:
     try:
-        return _to_cel(value)
+        return from_json(value)
     except TypeError as error:
         raise ExpressionEvaluationError(f"context is not JSON: {error}") from None
 
@@ -396,7 +305,7 @@ def evaluate(source: str | CompiledExpression, context: Mapping[str, Any] | Prep
         raise ExpressionEvaluationError(f"expression {name} is nested too deeply") from None
     except Exception as error:  # CELEvalError and celpy's own internal failures
         raise ExpressionEvaluationError(
-            f"expression {name} failed: {_evaluation_message(error)}"
+            f"expression {name} failed: {evaluation_message(error)}"
         ) from None
     try:
         return to_json(result)
@@ -429,64 +338,6 @@ def expression_context(
     return context
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def has_template(value: str) -> bool:
-    """Whether a string embeds `{{`."""
-    return "{{" in value
-
-
-def render_template_string(value: str, context: Mapping[str, Any] | PreparedContext) -> Any:
-    """Render one string: a lone `{{ expr }}` keeps its type, else text interpolation.
-
-    Raises: ExpressionError.
-    """
-    if "{{" not in value:
-        return value
-    whole = _TEMPLATE.fullmatch(value)
-    if whole is not None:
-        return evaluate(whole.group(1).strip(), context)
-    return _TEMPLATE.sub(lambda match: _text(evaluate(match.group(1).strip(), context)), value)
-
-
-def _render(value: Any, context: PreparedContext) -> Any:
-    if isinstance(value, str):
-        return render_template_string(value, context)
-    if isinstance(value, Mapping):
-        return {key: _render(item, context) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_render(item, context) for item in value]
-    return value
-
-
-def render_template_value(value: Any, context: Mapping[str, Any] | PreparedContext) -> Any:
-    """Render every template in a JSON value (dict values and list items, not keys).
-
-    The context is converted once for all templates. Raises: ExpressionError.
-    """
-    if isinstance(context, PreparedContext):
-        return _render(value, context)
-    if not any("{{" in text for _, text in _strings(value, "")):
-        # Nothing to evaluate: skip converting the context, still return fresh containers.
-        return _render(value, PreparedContext({}))
-    return _render(value, prepare_context(context))
-
-
-def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _strings(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{path}[{index}]")
-
-
 def expression_problems(source: str, names: frozenset[str] | None = None) -> list[str]:
     """Why an expression is unusable: it does not compile, or (with `names`) it reads a name
     outside `names`. Empty when it is fine."""
@@ -503,34 +354,4 @@ def expression_problems(source: str, names: frozenset[str] | None = None) -> lis
         + " (known: "
         + ", ".join(sorted(names or ()))
         + ")"
-    ]
-
-
-def _string_template_problems(text: str, names: frozenset[str] | None) -> list[str]:
-    problems: list[str] = []
-    for match in _TEMPLATE.finditer(text):
-        problems.extend(expression_problems(match.group(1).strip(), names))
-    if "{{" in _TEMPLATE.sub("", text):
-        problems.append("template has `{{` without a closing `}}`")
-    return problems
-
-
-def find_template_problems(
-    value: Any, path: str = "", names: frozenset[str] | None = None
-) -> list[tuple[str, str]]:
-    """(path, message) for every template in a JSON value that does not compile or (with
-    `names`) reads an unknown name."""
-    return [
-        (where, message)
-        for where, text in _strings(value, path)
-        if "{{" in text
-        for message in _string_template_problems(text, names)
-    ]
-
-
-def template_problems(value: Any, names: frozenset[str] | None = None) -> list[str]:
-    """A message for every template in a JSON value that does not compile (path first)."""
-    return [
-        f"{where}: {message}" if where else message
-        for where, message in find_template_problems(value, names=names)
     ]

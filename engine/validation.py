@@ -18,9 +18,10 @@ from typing import Any
 
 from engine.document import ON_ERROR_CHOICES, WorkflowGraph, as_number, parse_workflow
 from engine.edge_validation import edge_problems
-from engine.expressions import NODE_NAMES, expression_problems, find_template_problems
+from engine.expressions import NODE_NAMES, expression_problems
 from engine.nodetypes import NodeType
 from engine.problems import Problem, name_of
+from engine.templating import find_template_problems
 
 __all__ = ["Limits", "Problem", "validate_workflow"]
 

@@ -15,13 +15,9 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from engine.expressions import (
-    ExpressionError,
-    expression_context,
-    has_template,
-    render_template_value,
-)
+from engine.expressions import ExpressionError, expression_context
 from engine.nodetypes import NodeConfigError
+from engine.templating import has_template, render_template_value
 from models.db import Executor
 from models.instances import step_states_of
 from models.settings import Settings

@@ -15,9 +15,8 @@ from engine.expressions import (
     evaluate,
     evaluate_condition,
     expression_context,
-    render_template_value,
-    template_problems,
 )
+from engine.templating import render_template_value, template_problems
 
 CONTEXT = expression_context(
     input={"severity": 8, "title": "SQLi", "tags": ["a", "b"], "ratio": 0.5, "none": None},

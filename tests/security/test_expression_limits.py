@@ -15,9 +15,8 @@ from engine.expressions import (
     ExpressionSyntaxError,
     compile_expression,
     evaluate,
-    render_template_value,
-    template_problems,
 )
+from engine.templating import render_template_value, template_problems
 
 CONTEXT = {"input": {"name": "x", "items": [1, 2, 3], "nested": {"a": 1}}}
 

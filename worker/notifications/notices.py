@@ -18,8 +18,9 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
-from engine.expressions import ExpressionError, render_template_value
+from engine.expressions import ExpressionError
 from engine.statuses import NotificationChannel
+from engine.templating import render_template_value
 from models.notifications import NewNotification, create_notification
 
 log = structlog.get_logger(__name__)
