@@ -202,13 +202,18 @@ def count_running(session: Session) -> int:
 
 
 def pick_pending(session: Session, limit: int) -> list[uuid.UUID]:
-    """Pending instances to admit next: high, normal, low; oldest first within each."""
+    """Pending top-level instances to admit next: high, normal, low; oldest first in each.
+
+    A sub-workflow child waits for its parent instead: it is admitted while its parent runs
+    (`models.subworkflows.pending_children_of_running_parents`), so a child still pending
+    when its parent is paused does not start until the parent resumes.
+    """
     if limit <= 0:
         return []
     rows = session.execute(
         text("""
             SELECT id FROM workflow_instances
-             WHERE status = 'pending'
+             WHERE status = 'pending' AND parent_execution_id IS NULL
              ORDER BY CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END,
                       created_at, id
              LIMIT :limit

@@ -38,15 +38,25 @@ def admit(session: Session, runtime: WorkerRuntime) -> tuple[list[StepRef], bool
     """
     take_admission_lock(session)
     dispatch: list[StepRef] = []
+    ended = _admit_children(session, runtime, dispatch)
+    free = runtime.settings.max_concurrent_workflows - count_running(session)
+    started = pick_pending(session, free)
+    for instance_id in started:
+        ended = _admit_one(session, runtime, instance_id, dispatch) or ended
+    if started:
+        # A parent started (or resumed) just now lets its waiting children start too.
+        session.flush()
+        ended = _admit_children(session, runtime, dispatch) or ended
+    return dispatch, ended
+
+
+def _admit_children(session: Session, runtime: WorkerRuntime, dispatch: list[StepRef]) -> bool:
+    """Children of running parents start even at the limit: their parents hold slots while
+    waiting for them, so making them wait could deadlock (worker.nodes.subworkflow)."""
     ended = False
-    # Children of running parents start even at the limit: their parents hold slots while
-    # waiting for them, so making them wait could deadlock (worker.nodes.subworkflow).
     for instance_id in pending_children_of_running_parents(session):
         ended = _admit_one(session, runtime, instance_id, dispatch) or ended
-    free = runtime.settings.max_concurrent_workflows - count_running(session)
-    for instance_id in pick_pending(session, free):
-        ended = _admit_one(session, runtime, instance_id, dispatch) or ended
-    return dispatch, ended
+    return ended
 
 
 def _admit_one(session: Session, runtime: WorkerRuntime, instance_id: uuid.UUID,
