@@ -2,10 +2,10 @@
 
 For the statements every step runs (read, claim, lock, complete, plan). SQLAlchemy's
 execution layer (result metadata, parameter processing, events) costs more CPU per
-statement than psycopg itself, several times over for a step's handful of statements
-(`python -m bench.step_cost`); these statements are plain SQL with `%(name)s` parameters and
-need none of it. They run in the executor's transaction: a session's or a connection's, or,
-on an autocommit connection, each statement commits on its own.
+statement than psycopg itself: 110-160 µs against 60 µs measured, on every statement of
+every step (`python -m bench.step_cost`). These statements are plain SQL with `%(name)s`
+parameters and need none of it. They run in the executor's transaction: a session's or a
+connection's, or, on an autocommit connection, each statement commits on its own.
 """
 
 from __future__ import annotations
