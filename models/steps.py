@@ -180,26 +180,17 @@ _COMPLETE_READING_STATES = """
 """
 
 
-def complete_step_reading_states(executor: Executor, execution_id: uuid.UUID, attempt: int,
-                                 output: Any, handle: str | None) -> list[Any] | None:
-    """running -> completed (fenced by attempt), returning every step of its instance as
-    planning reads them (`models.instances.step_states_of`), this one as just written.
-
-    One round trip instead of two. None when the attempt was superseded (nothing changed).
-    """
-    rows = fetch_all(executor, _COMPLETE_READING_STATES, {
-        "id": execution_id, "attempt": attempt, "output": jsonb(output), "handle": handle})
-    return rows or None
-
-
 def lock_instance_and_complete_step(
     executor: Executor, instance_id: uuid.UUID, execution_id: uuid.UUID, attempt: int,
     output: Any, handle: str | None,
 ) -> tuple[InstanceRow | None, list[Any] | None]:
-    """`lock_instance_row`, then `complete_step_reading_states`, in one round trip.
+    """Lock the instance row, then complete the step (running -> completed, fenced by attempt).
 
-    Sent together and run in that order (instance lock first, as every writer takes them),
-    with the transaction's BEGIN: one round trip instead of three.
+    Returns the locked instance and every step of it as planning reads them
+    (`models.instances.step_states_of`), the completed one as just written; the steps are
+    None when the attempt was superseded (nothing changed). Both statements go out together
+    with the transaction's BEGIN and run in that order (instance lock first, as every writer
+    takes them): one round trip instead of three.
     """
     locked, states = fetch_pipelined(executor, [
         (LOCK_INSTANCE_ROW, {"id": instance_id}),
