@@ -42,10 +42,13 @@ class InstanceRow:
     progress: int | None
 
 
-LOCK_INSTANCE_ROW = """
-    SELECT id, status, workflow_id, workflow_version_id, triggered_by, execution_context,
-           progress
-      FROM workflow_instances WHERE id = %(id)s FOR UPDATE
+# The columns of an `InstanceRow`, in its field order, from `workflow_instances AS i`.
+INSTANCE_ROW_COLUMNS = ("i.id, i.status AS instance_status, i.workflow_id, "
+                        "i.workflow_version_id, i.triggered_by, i.execution_context, i.progress")
+
+LOCK_INSTANCE_ROW = f"""
+    SELECT {INSTANCE_ROW_COLUMNS}
+      FROM workflow_instances AS i WHERE i.id = %(id)s FOR UPDATE
 """
 
 
@@ -175,7 +178,7 @@ def start_pending_instance(executor: Executor, instance_id: uuid.UUID,
     None when it is not pending, or was started before (it has a deadline: a resumed or
     retried instance goes through the full admission pass).
     """
-    row = fetch_one(executor, """
+    row = fetch_one(executor, f"""
         WITH started AS (SELECT clock_timestamp() AS at)
         UPDATE workflow_instances AS i
            SET status = 'running', started_at = started.at, paused_at = NULL,
@@ -183,8 +186,7 @@ def start_pending_instance(executor: Executor, instance_id: uuid.UUID,
                updated_at = now()
           FROM started
          WHERE i.id = %(id)s AND i.status = 'pending' AND i.deadline_at IS NULL
-     RETURNING i.id, i.status, i.workflow_id, i.workflow_version_id, i.triggered_by,
-               i.execution_context, i.progress
+     RETURNING {INSTANCE_ROW_COLUMNS}
     """, {"id": instance_id, "timeout": float(timeout_seconds)})
     return None if row is None else InstanceRow(*row)
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from models.db import Executor
 from models.driver_sql import fetch_all, fetch_one, fetch_pipelined, jsonb
-from models.instances import LOCK_INSTANCE_ROW, InstanceRow
+from models.instances import INSTANCE_ROW_COLUMNS, LOCK_INSTANCE_ROW, InstanceRow
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,8 @@ class DeliveredStep:
 
 def read_delivered_step(executor: Executor, execution_id: uuid.UUID) -> DeliveredStep | None:
     """The step with its instance, in one round trip (no lock: the claim re-checks both)."""
-    row = fetch_one(executor, """
-        SELECT e.node_id, e.step_type, e.status, i.id, i.status AS instance_status,
-               i.workflow_id, i.workflow_version_id, i.triggered_by, i.execution_context,
-               i.progress
+    row = fetch_one(executor, f"""
+        SELECT e.node_id, e.step_type, e.status, {INSTANCE_ROW_COLUMNS}
           FROM workflow_executions AS e
           JOIN workflow_instances AS i ON i.id = e.instance_id
          WHERE e.id = %(id)s
