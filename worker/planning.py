@@ -294,13 +294,14 @@ def _record_decisions(executor: Executor, graph: WorkflowGraph, instance_id: uui
 
     Returns refs of the new pending steps, to send after commit.
     """
-    decided = [NewStep(node_id, graph.node(node_id).type, StepStatus.PENDING.value,
-                       graph.node(node_id).retries) for node_id in result.ready]
-    decided += [NewStep(node_id, graph.node(node_id).type, StepStatus.SKIPPED.value,
-                        graph.node(node_id).retries) for node_id in result.skipped]
-    decided += [NewStep(node_id, graph.node(node_id).type, StepStatus.SKIPPED.value,
-                        graph.node(node_id).retries, handle=state.selected_handle,
-                        passed_through=True)
+    def new_step(node_id: str, status: StepStatus, handle: str | None = None,
+                 passed_through: bool = False) -> NewStep:
+        node = graph.node(node_id)
+        return NewStep(node_id, node.type, status.value, node.retries, handle, passed_through)
+
+    decided = [new_step(node_id, StepStatus.PENDING) for node_id in result.ready]
+    decided += [new_step(node_id, StepStatus.SKIPPED) for node_id in result.skipped]
+    decided += [new_step(node_id, StepStatus.SKIPPED, state.selected_handle, passed_through=True)
                 for node_id, state in result.passthrough_steps().items()]
     inserted = insert_steps(executor, instance_id, decided, progress)
     refs = []
