@@ -12,20 +12,13 @@ from sqlalchemy import text
 from models.db import transaction
 from models.workflow import Workflow
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
+from tests.worker.helpers import deciding_runtime
 from worker import control
 from worker.launch import create_instance
 
 
-def _runtime(settings: Any, max_concurrent: int) -> Any:
-    """A runtime that decides but never sends (no Celery app)."""
-    from worker.runtime import build_runtime
-
-    return build_runtime(settings.replace(max_concurrent_workflows=max_concurrent))
-
-
 @pytest.fixture
-def workflow(settings: Any) -> Iterator[tuple[Any, uuid.UUID]]:
-    runtime = _runtime(settings, 10_000)
+def workflow(runtime: Any) -> Iterator[tuple[Any, uuid.UUID]]:
     workflow_id = make_workflow(runtime, [node("a", "noop"), node("b", "noop")],
                                 [edge("a", "b")])
     yield runtime, workflow_id
@@ -35,7 +28,6 @@ def workflow(settings: Any) -> Iterator[tuple[Any, uuid.UUID]]:
                               {"w": workflow_id}).scalars().all()
         for instance_id in ids:
             control.cancel(session, instance_id)
-    runtime.engine.dispose()
 
 
 def _running_now(runtime: Any) -> int:
@@ -60,31 +52,25 @@ def test_a_new_instance_queues_behind_an_older_pending_one(
         settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
     _, workflow_id = workflow
     # One slot left: the older, higher-priority instance must get it, not the new one.
-    full = _runtime(settings, _running_now(workflow[0]))
-    waiting = start(full, workflow_id, priority="high")
-    assert instance_row(full, waiting).status == "pending"
-    one_slot = _runtime(settings, _running_now(full) + 1)
-    try:
+    with deciding_runtime(settings, _running_now(workflow[0])) as full:
+        waiting = start(full, workflow_id, priority="high")
+        assert instance_row(full, waiting).status == "pending"
+        one_slot_left = _running_now(full) + 1
+    with deciding_runtime(settings, one_slot_left) as one_slot:
         newest = start(one_slot, workflow_id, fast_path=True)
         assert instance_row(one_slot, waiting).status == "running"
         assert instance_row(one_slot, newest).status == "pending"
-    finally:
-        full.engine.dispose()
-        one_slot.engine.dispose()
 
 
 def test_a_new_instance_at_the_limit_stays_pending(
         settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
     _, workflow_id = workflow
-    full = _runtime(settings, max(1, _running_now(workflow[0])))
-    try:
+    with deciding_runtime(settings, max(1, _running_now(workflow[0]))) as full:
         if _running_now(full) == 0:
             start(full, workflow_id)  # take the only slot
         newest = start(full, workflow_id, fast_path=True)
         assert instance_row(full, newest).status == "pending"
         assert steps(full, newest) == {}
-    finally:
-        full.engine.dispose()
 
 
 def test_with_room_for_every_waiting_instance_the_new_one_starts_at_once(
@@ -95,11 +81,8 @@ def test_with_room_for_every_waiting_instance_the_new_one_starts_at_once(
         workflow_row = session.get(Workflow, workflow_id)
         other, _ = create_instance(session, workflow_row, {}, "high")
         other_id = other.id
-    roomy = _runtime(settings, _running_now(runtime) + 2)
-    try:
+    with deciding_runtime(settings, _running_now(runtime) + 2) as roomy:
         newest = start(roomy, workflow_id, fast_path=True)
         # Two slots for two waiting instances: starting this one overtakes nobody.
         assert instance_row(roomy, newest).status == "running"
         assert instance_row(roomy, other_id).status == "pending"
-    finally:
-        roomy.engine.dispose()

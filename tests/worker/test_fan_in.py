@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from models.db import transaction
-from models.steps import claim_step
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
+from tests.worker.helpers import claim_node
 from worker import control
 from worker.orchestrator import record_outcome
 from worker.results import NodeResult
 
 
-@pytest.fixture(scope="module")
-def runtime(settings: Any) -> Iterator[Any]:
-    """A runtime that decides but never sends (no Celery app): the test runs the steps."""
-    from worker.runtime import build_runtime
-
-    rt = build_runtime(settings)
-    yield rt
-    rt.engine.dispose()
-
-
 def _run(runtime: Any, instance_id: uuid.UUID, node_id: str) -> None:
     """Claim the node's pending step and record it completed, through the worker's path."""
-    step_id = steps(runtime, instance_id)[node_id].id
-    with transaction(runtime.session_factory) as session:
-        claimed = claim_step(session, step_id, 30, f"task-{node_id}")
-    assert claimed is not None, f"{node_id} was not claimable"
-    record_outcome(runtime, claimed, NodeResult({"from": node_id}))
+    record_outcome(runtime, claim_node(runtime, instance_id, node_id),
+                   NodeResult({"from": node_id}))
 
 
 def test_the_join_waits_for_every_parent_then_runs_once(runtime: Any) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from models.db import transaction
@@ -15,16 +13,6 @@ from models.steps import claim_step
 from tests.e2e.helpers import make_workflow, node, start, steps
 from worker import control
 from worker.leases import LeaseKeeper
-
-
-@pytest.fixture(scope="module")
-def runtime(settings: Any) -> Iterator[Any]:
-    """A runtime that decides but never sends (no Celery app): nothing else runs the steps."""
-    from worker.runtime import build_runtime
-
-    rt = build_runtime(settings)
-    yield rt
-    rt.engine.dispose()
 
 
 def _claimed_step(runtime: Any) -> tuple[uuid.UUID, uuid.UUID, int]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from models.db import transaction
 from models.workflow import Workflow
@@ -13,16 +10,6 @@ from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, st
 from worker import control
 from worker.admission import admit_and_dispatch
 from worker.launch import create_instance
-
-
-@pytest.fixture(scope="module")
-def runtime(settings: Any) -> Iterator[Any]:
-    """A runtime that decides but never sends (no Celery app), with room for everyone."""
-    from worker.runtime import build_runtime
-
-    rt = build_runtime(settings.replace(max_concurrent_workflows=10_000))
-    yield rt
-    rt.engine.dispose()
 
 
 def test_a_pending_child_of_a_paused_parent_starts_only_after_the_parent_resumes(

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from models.db import transaction
@@ -20,17 +18,6 @@ from models.steps import claim_step, finish_step, heartbeat
 from tests.e2e.helpers import instance_row, make_workflow, node, start, steps
 from worker import control
 from worker.reconciler import expire_leases
-
-
-@pytest.fixture(scope="module")
-def runtime(settings: Any) -> Iterator[Any]:
-    """A runtime that decides but never sends (no Celery app): nothing runs the steps."""
-    from worker.runtime import build_runtime
-
-    # A high limit: instances other test modules left running must not hold these back.
-    rt = build_runtime(settings.replace(max_concurrent_workflows=10_000))
-    yield rt
-    rt.engine.dispose()
 
 
 def _cancel(runtime: Any, *instance_ids: uuid.UUID) -> None:

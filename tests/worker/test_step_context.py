@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from models.db import transaction
 from models.steps import claim_step, finish_step
 from tests.e2e.helpers import edge, make_workflow, node, start, steps
 from worker import control
 from worker.step_run import LazyNodes, prepare_step
-
-
-@pytest.fixture(scope="module")
-def runtime(settings: Any) -> Iterator[Any]:
-    """A runtime that decides but never sends (no Celery app): the test runs the steps."""
-    from worker.runtime import build_runtime
-
-    rt = build_runtime(settings)
-    yield rt
-    rt.engine.dispose()
 
 
 def _complete_first(runtime: Any, config: dict[str, Any]) -> Any:

@@ -1,0 +1,36 @@
+"""Runtimes and claims for tests that drive steps through the worker's code themselves."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from models.db import transaction
+from models.steps import ClaimedStep, claim_step
+from tests.e2e.helpers import steps
+
+# High enough that instances other test modules left running never hold a test's back.
+ROOMY_LIMIT = 10_000
+
+
+@contextmanager
+def deciding_runtime(settings: Any, max_concurrent: int = ROOMY_LIMIT) -> Iterator[Any]:
+    """A runtime that decides but never sends (no Celery app): the test runs the steps."""
+    from worker.runtime import build_runtime
+
+    runtime = build_runtime(settings.replace(max_concurrent_workflows=max_concurrent))
+    try:
+        yield runtime
+    finally:
+        runtime.engine.dispose()
+
+
+def claim_node(runtime: Any, instance_id: uuid.UUID, node_id: str) -> ClaimedStep:
+    """Claim the node's pending step as a worker would (task id `task-<node>`)."""
+    step_id = steps(runtime, instance_id)[node_id].id
+    with transaction(runtime.session_factory) as session:
+        claimed = claim_step(session, step_id, 30, f"task-{node_id}")
+    assert claimed is not None, f"{node_id} was not claimable"
+    return claimed
