@@ -171,8 +171,18 @@ def admission_room(executor: Executor, instance_id: uuid.UUID) -> tuple[int, int
     return int(row[0]), int(row[1])
 
 
+@dataclass(frozen=True)
+class StartedInstance:
+    """An instance just moved pending -> running, with the clock columns the start set."""
+
+    row: InstanceRow
+    started_at: datetime
+    deadline_at: datetime
+    updated_at: datetime
+
+
 def start_pending_instance(executor: Executor, instance_id: uuid.UUID,
-                           timeout_seconds: float) -> InstanceRow | None:
+                           timeout_seconds: float) -> StartedInstance | None:
     """pending -> running on its first start: its clock and deadline begin now.
 
     None when it is not pending, or was started before (it has a deadline: a resumed or
@@ -186,9 +196,12 @@ def start_pending_instance(executor: Executor, instance_id: uuid.UUID,
                updated_at = now()
           FROM started
          WHERE i.id = %(id)s AND i.status = 'pending' AND i.deadline_at IS NULL
-     RETURNING {INSTANCE_ROW_COLUMNS}
+     RETURNING {INSTANCE_ROW_COLUMNS}, i.started_at, i.deadline_at, i.updated_at
     """, {"id": instance_id, "timeout": float(timeout_seconds)})
-    return None if row is None else InstanceRow(*row)
+    if row is None:
+        return None
+    *instance, started_at, deadline_at, updated_at = row
+    return StartedInstance(InstanceRow(*instance), started_at, deadline_at, updated_at)
 
 
 def take_admission_lock(session: Executor) -> None:

@@ -16,6 +16,7 @@ from engine.statuses import InstanceStatus
 from models.db import Executor, autocommit, transaction
 from models.instance import WorkflowInstance
 from models.instances import (
+    StartedInstance,
     admission_room,
     any_pending,
     count_running,
@@ -122,28 +123,37 @@ def admit_if_waiting(runtime: WorkerRuntime) -> int:
 
 
 def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,
-              version_id: uuid.UUID | None) -> int:
+              version_id: uuid.UUID | None) -> StartedInstance | None:
     """Admission right after an instance was created: start it at once when that is fair.
 
     When there are free slots for it and for every other pending instance, nobody can be
     overtaken: it starts in one short transaction (the same advisory lock, no queue to
     pick from; the others are started by their own launches or the next pass). Otherwise a
-    full pass decides, by priority and age. Returns the number of steps sent.
+    full pass decides, by priority and age.
+
+    Returns the instance as started when it started here and its first plan changed
+    nothing else of it; None when the full pass decided (it may or may not have started),
+    or the plan ended it or moved its progress, so a caller showing its state must read
+    it again.
     """
     from worker.orchestrator import AfterCommit, apply_after_commit
 
     if version_id is None:
-        return admit_and_dispatch(runtime)
+        admit_and_dispatch(runtime)
+        return None
     with runtime.engine.begin() as connection:
         take_admission_lock(connection)
         running, others_waiting = admission_room(connection, instance_id)
         if running + others_waiting >= runtime.settings.max_concurrent_workflows:
-            instance = None
+            started = None
         else:
             timeout_ms = _timeout_ms(connection, runtime, version_id)
-            instance = start_pending_instance(connection, instance_id, timeout_ms / 1000)
-        result = advance(connection, runtime, instance, steps=[]) if instance else None
-    if result is None:
-        return admit_and_dispatch(runtime)
+            started = start_pending_instance(connection, instance_id, timeout_ms / 1000)
+        result = advance(connection, runtime, started.row, steps=[]) if started else None
+    if started is None or result is None:
+        admit_and_dispatch(runtime)
+        return None
     apply_after_commit(runtime, AfterCommit(result.dispatch, [], result.finished))
-    return len(result.dispatch)
+    if result.finished or result.progress != started.row.progress:
+        return None
+    return started

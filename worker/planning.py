@@ -49,6 +49,8 @@ class Advance:
 
     dispatch: list[StepRef]
     finished: bool
+    # The instance's progress after the pass, when the pass planned (None when it did not).
+    progress: int | None = None
 
 
 class PlannedInstance(Protocol):
@@ -163,8 +165,8 @@ def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstanc
         _finish_instance(executor, instance, graph, configuration, result, progress)
         return Advance(dispatch=[], finished=True)
     if instance.status != InstanceStatus.RUNNING.value:
-        return Advance(dispatch=[], finished=False)
-    return Advance(dispatch=dispatch, finished=False)
+        return Advance(dispatch=[], finished=False, progress=progress)
+    return Advance(dispatch=dispatch, finished=False, progress=progress)
 
 
 def _decided_states(result: planner.Plan) -> dict[str, planner.StepState]:

@@ -17,6 +17,7 @@ from flask import Response, stream_with_context
 from flask.views import MethodView
 from sqlalchemy import select
 from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from api.audit import set_audit_resource
 from api.auth import require_role
@@ -32,7 +33,7 @@ from api.schemas.instances import (
 )
 from models.approval import WorkflowApproval, WorkflowNotification
 from models.instance import WorkflowExecution, WorkflowInstance
-from models.instances import steps_of
+from models.instances import StartedInstance, steps_of
 from models.workflow import Workflow
 from worker.gateway import InactiveWorkflowError, admit_new, control, create_instance
 
@@ -78,9 +79,20 @@ class Execute(MethodView):
         set_audit_resource("workflow-instances", instance.id,
                            {"workflow_id": str(workflow_id), "created": created})
         if created:
-            admit_new(worker_runtime(), instance.id, instance.workflow_version_id)
-            session.refresh(instance)
+            started = admit_new(worker_runtime(), instance.id, instance.workflow_version_id)
+            if started is None:
+                session.refresh(instance)
+            else:
+                _show_started(instance, started)
         return instance, 202 if created else 200
+
+
+def _show_started(instance: WorkflowInstance, started: StartedInstance) -> None:
+    """What the start wrote, set on the entity as if read (no re-read, and nothing to flush)."""
+    for name in ("started_at", "deadline_at", "updated_at"):
+        set_committed_value(instance, name, getattr(started, name))
+    set_committed_value(instance, "status", started.row.status)
+    set_committed_value(instance, "paused_at", None)
 
 
 @blp.route("/workflow-instances")

@@ -1,0 +1,114 @@
+"""POST /execute answers with the instance as stored right after its admission.
+
+No workers run in this module, so each instance stays where admission left it and the
+answer can be compared with a later GET field by field. When the execute fast path starts
+the instance, the answer is built from what the start returned instead of a re-read; these
+tests hold it to what the database says, on that path and on the two that re-read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from tests.e2e.helpers import edge, make_workflow, node
+
+SHOWN = ("status", "started_at", "deadline_at", "paused_at", "updated_at", "progress",
+         "current_step", "completed_at")
+
+
+@pytest.fixture
+def made(runtime: Any) -> Iterator[list[uuid.UUID]]:
+    """Workflows a test creates; deleted after it with their instances, so no instance of
+    theirs holds an admission slot (nothing runs them) for later modules."""
+    from models.workflow import Workflow
+
+    workflows: list[uuid.UUID] = []
+    yield workflows
+    with runtime.session_factory() as session:
+        session.execute(delete(Workflow).where(Workflow.id.in_(workflows)))
+        session.commit()
+
+
+@pytest.fixture
+def api_for(runtime: Any) -> Iterator[Any]:
+    """A test client of an app with the given settings, and an operator's headers."""
+    from api.app import create_app
+    from api.auth import issue_token
+    from models.security import ApiToken, AuditLogEntry
+
+    name = f"answer-{uuid.uuid4().hex[:6]}"
+    with runtime.session_factory() as session:
+        _, token = issue_token(session, name=name, roles=["operator"])
+        session.commit()
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def make(settings: Any) -> tuple[Any, dict[str, str]]:
+        app = create_app(settings, session_factory=runtime.session_factory,
+                         celery_app=runtime.celery)
+        return app.test_client(), headers
+
+    yield make
+    with runtime.session_factory() as session:
+        session.execute(delete(AuditLogEntry).where(AuditLogEntry.actor == name))
+        session.execute(delete(ApiToken).where(ApiToken.name == name))
+        session.commit()
+
+
+def _execute_and_read(client: Any, headers: dict[str, str],
+                      workflow_id: uuid.UUID) -> tuple[dict[str, Any], dict[str, Any]]:
+    answer = client.post(f"/api/workflows/{workflow_id}/execute", json={}, headers=headers)
+    assert answer.status_code == 202, answer.json
+    stored = client.get(f"/api/workflow-instances/{answer.json['id']}", headers=headers)
+    return answer.json, stored.json
+
+
+def _shown(instance: dict[str, Any]) -> dict[str, Any]:
+    return {key: instance[key] for key in SHOWN}
+
+
+def _chain(runtime: Any, made: list[uuid.UUID], first_enabled: bool = True) -> uuid.UUID:
+    workflow_id = make_workflow(runtime, [node("a", "noop", enabled=first_enabled),
+                                          node("b", "noop")], [edge("a", "b")])
+    made.append(workflow_id)
+    return workflow_id
+
+
+def test_a_started_instance_is_answered_as_stored(e2e_settings: Any, runtime: Any,
+                                                  api_for: Any, made: Any) -> None:
+    client, headers = api_for(e2e_settings)
+    answer, stored = _execute_and_read(client, headers, _chain(runtime, made))
+    assert answer["status"] == "running"
+    assert answer["started_at"] is not None and answer["deadline_at"] is not None
+    assert _shown(answer) == _shown(stored)
+
+
+def test_progress_decided_at_the_start_is_in_the_answer(e2e_settings: Any, runtime: Any,
+                                                        api_for: Any, made: Any) -> None:
+    client, headers = api_for(e2e_settings)
+    # A disabled entry node passes through at once: the start itself moves the progress.
+    answer, stored = _execute_and_read(client, headers,
+                                       _chain(runtime, made, first_enabled=False))
+    assert answer["status"] == "running" and answer["progress"] == 50
+    assert _shown(answer) == _shown(stored)
+
+
+def test_an_instance_left_waiting_is_answered_pending(e2e_settings: Any, runtime: Any,
+                                                     api_for: Any, made: Any) -> None:
+    from models.instance import WorkflowInstance
+
+    with runtime.session_factory() as session:
+        running = session.scalar(select(func.count()).select_from(WorkflowInstance)
+                                 .where(WorkflowInstance.status == "running"))
+    # Room for exactly one more instance than runs now.
+    client, headers = api_for(e2e_settings.replace(max_concurrent_workflows=running + 1))
+    workflow_id = _chain(runtime, made)
+    first, _ = _execute_and_read(client, headers, workflow_id)
+    second, stored = _execute_and_read(client, headers, workflow_id)
+    assert first["status"] == "running"
+    assert second["status"] == "pending" and second["deadline_at"] is None
+    assert _shown(second) == _shown(stored)
