@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from api.context import request_session
@@ -125,26 +125,30 @@ def _bearer_token() -> str | None:
     return value.strip()
 
 
+def _stale_use() -> Any:
+    """True when `last_used_at` is unset or over a minute old (by the database clock)."""
+    return or_(ApiToken.last_used_at.is_(None),
+               ApiToken.last_used_at < func.now() - text("interval '1 minute'"))
+
+
+# Built once: this runs on every request, and building the statement cost about as much
+# CPU as running it. Columns, not the entity: an identity-mapped ApiToken costs more to
+# build than the lookup itself.
+_FIND_TOKEN = (
+    select(ApiToken.id, ApiToken.name, ApiToken.roles, _stale_use())
+    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+)
+
+
 def _load_principal(token: str) -> Principal | None:
     session = request_session()
-    # Columns, not the entity: this runs on every request, and an identity-mapped ApiToken
-    # costs more to build than the lookup itself.
-    found = session.execute(
-        select(ApiToken.id, ApiToken.name, ApiToken.roles, _stale_use())
-        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
-    ).one_or_none()
+    found = session.execute(_FIND_TOKEN, {"token_hash": hash_token(token)}).one_or_none()
     if found is None:
         return None
     token_id, name, roles, stale = found
     if stale:
         _record_use(session, token_id)
     return Principal(token_id=str(token_id), name=name, roles=frozenset(roles))
-
-
-def _stale_use() -> Any:
-    """True when `last_used_at` is unset or over a minute old (by the database clock)."""
-    return or_(ApiToken.last_used_at.is_(None),
-               ApiToken.last_used_at < func.now() - text("interval '1 minute'"))
 
 
 def _record_use(session: Session, token_id: Any) -> None:

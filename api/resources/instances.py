@@ -54,6 +54,10 @@ def get_instance(session: Any, instance_id: uuid.UUID) -> WorkflowInstance:
     return instance
 
 
+# The definition itself is read only if the workflow has no pinned version yet.
+_WORKFLOW_HEADER = [defer(Workflow.workflow_data), defer(Workflow.configuration)]
+
+
 @blp.route("/workflows/<uuid:workflow_id>/execute")
 class Execute(MethodView):
     @require_role("operator")
@@ -64,9 +68,7 @@ class Execute(MethodView):
     def post(self, body: dict[str, Any], workflow_id: uuid.UUID) -> Any:
         """Start an instance (202); a repeated idempotency key answers its first one (200)."""
         session = request_session()
-        # The definition itself is read only if the workflow has no pinned version yet.
-        workflow = session.get(Workflow, workflow_id, options=[
-            defer(Workflow.workflow_data), defer(Workflow.configuration)])
+        workflow = session.get(Workflow, workflow_id, options=_WORKFLOW_HEADER)
         if workflow is None:
             raise NotFoundError(f"no workflow {workflow_id}")
         try:
