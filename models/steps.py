@@ -88,6 +88,14 @@ def claim_step(
     before the step row (the CTE must run before the join can hand the step to the UPDATE),
     the order every writer uses, to name this node as its `current_step`; the attempt's
     (redacted) input is recorded.
+
+    The claim's commit does not wait for its WAL to reach disk (`synchronous_commit` off
+    for this transaction only; on an autocommit connection, this statement's). Losing it
+    in a database crash is harmless: the step is still `pending` at the previous attempt,
+    so the worker's completion (fenced by attempt) changes nothing, the reconciler re-sends
+    the step, and its new claim gets the same attempt number, hence the same idempotency
+    key for outbound calls. Any later synchronous commit, such as the completion's,
+    flushes the claim first, so a recorded result never outlives its claim.
     """
     row = fetch_one(executor, """
         WITH instance AS (
@@ -103,7 +111,7 @@ def claim_step(
                lease_expires_at = now() + make_interval(secs => %(lease)s),
                celery_task_id = %(task_id)s, run_after = NULL, updated_at = now(),
                input_data = %(input)s
-          FROM instance
+          FROM instance, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
          WHERE e.id = %(id)s AND e.instance_id = instance.id AND e.status = 'pending'
            AND (e.run_after IS NULL OR e.run_after <= now())
      RETURNING e.id, e.instance_id, e.node_id, e.step_type, e.attempt,

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from models.db import transaction
+from models.db import autocommit, transaction
 from models.step_recovery import release_lost_step
 from models.steps import claim_step, finish_step, heartbeat
 from tests.e2e.helpers import instance_row, make_workflow, node, start, steps
@@ -31,6 +31,27 @@ def _cancel(runtime: Any, *instance_ids: uuid.UUID) -> None:
 
 def _single_step_flow(runtime: Any) -> uuid.UUID:
     return make_workflow(runtime, [node("only", "noop")], [])
+
+
+def test_claims_asynchronous_commit_stays_with_the_claim(runtime: Any) -> None:
+    """The claim turns off `synchronous_commit` for its own commit only: the pooled
+    connection it ran on, and the next transaction on it, still commit synchronously."""
+    instance_id = start(runtime, _single_step_flow(runtime))
+    try:
+        step_id = steps(runtime, instance_id)["only"].id
+        with autocommit(runtime.engine) as connection:
+            assert claim_step(connection, step_id, 30, "task-1") is not None
+            setting = connection.execute(text("SHOW synchronous_commit")).scalar_one()
+        assert setting == "on"
+        with transaction(runtime.session_factory) as session:
+            assert release_lost_step(session, step_id, 1)
+        with transaction(runtime.session_factory) as session:
+            assert claim_step(session, step_id, 30, "task-2") is not None
+            assert session.execute(text("SHOW synchronous_commit")).scalar_one() == "off"
+        with transaction(runtime.session_factory) as session:
+            assert session.execute(text("SHOW synchronous_commit")).scalar_one() == "on"
+    finally:
+        _cancel(runtime, instance_id)
 
 
 def test_claim_is_fenced_by_status_and_attempt(runtime: Any) -> None:
