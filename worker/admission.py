@@ -133,25 +133,29 @@ def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,
 
     Returns the instance as started when it started here and its first plan changed
     nothing else of it; None when the full pass decided (it may or may not have started),
-    or the plan ended it or moved its progress, so a caller showing its state must read
-    it again.
+    another pass started it first, or the plan ended it or moved its progress, so a caller
+    showing its state must read it again.
     """
     from worker.orchestrator import AfterCommit, apply_after_commit
 
     if version_id is None:
         admit_and_dispatch(runtime)
         return None
+    started = result = None
     with runtime.engine.begin() as connection:
         take_admission_lock(connection)
         running, others_waiting = admission_room(connection, instance_id)
-        if running + others_waiting >= runtime.settings.max_concurrent_workflows:
-            started = None
-        else:
+        room_for_all = running + others_waiting < runtime.settings.max_concurrent_workflows
+        if room_for_all:
             timeout_ms = _timeout_ms(connection, runtime, version_id)
+            # None when a pass that held the lock before us started it (or it was cancelled
+            # meanwhile): nothing is left to do for it, and no full pass is needed.
             started = start_pending_instance(connection, instance_id, timeout_ms / 1000)
-        result = advance(connection, runtime, started.row, steps=[]) if started else None
-    if started is None or result is None:
+            result = advance(connection, runtime, started.row, steps=[]) if started else None
+    if not room_for_all:
         admit_and_dispatch(runtime)
+        return None
+    if started is None or result is None:
         return None
     apply_after_commit(runtime, AfterCommit(result.dispatch, [], result.finished))
     if result.finished or result.progress != started.row.progress:

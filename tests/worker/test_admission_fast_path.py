@@ -14,6 +14,7 @@ from models.workflow import Workflow
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
 from tests.worker.helpers import deciding_runtime
 from worker import control
+from worker.admission import admit_and_dispatch, admit_new
 from worker.launch import create_instance
 
 
@@ -86,3 +87,24 @@ def test_with_room_for_every_waiting_instance_the_new_one_starts_at_once(
         # Two slots for two waiting instances: starting this one overtakes nobody.
         assert instance_row(roomy, newest).status == "running"
         assert instance_row(roomy, other_id).status == "pending"
+
+
+def test_an_instance_another_pass_started_first_is_left_alone(
+        workflow: tuple[Any, uuid.UUID]) -> None:
+    """Under load a worker's pass can start a new instance between its commit and its own
+    admission: that admission then has nothing to do, and runs no full pass either."""
+    runtime, workflow_id = workflow
+    with transaction(runtime.session_factory) as session:
+        workflow_row = session.get(Workflow, workflow_id)
+        first, _ = create_instance(session, workflow_row, {})
+        first_id, version_id = first.id, first.workflow_version_id
+    admit_and_dispatch(runtime)  # another process's pass starts it
+    started_steps = {n: (s.id, s.status) for n, s in steps(runtime, first_id).items()}
+    # Another launch's instance, created and not yet admitted (its own admission runs next).
+    with transaction(runtime.session_factory) as session:
+        other, _ = create_instance(session, session.get(Workflow, workflow_id), {})
+        other_id = other.id
+    assert admit_new(runtime, first_id, version_id) is None
+    assert instance_row(runtime, first_id).status == "running"
+    assert {n: (s.id, s.status) for n, s in steps(runtime, first_id).items()} == started_steps
+    assert instance_row(runtime, other_id).status == "pending"
