@@ -13,14 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.statuses import InstanceStatus
-from models.db import Executor, autocommit, transaction
+from models.db import Executor, transaction
 from models.instance import WorkflowInstance
 from models.instances import (
     StartedInstance,
     admission_room,
-    any_pending,
+    any_waiting_for_a_pass,
     count_running,
     lock_instance,
+    mark_deferred,
     pick_pending,
     start_pending_instance,
     take_admission_lock,
@@ -44,6 +45,9 @@ def admit(session: Session, runtime: WorkerRuntime) -> tuple[list[StepRef], bool
     started = pick_pending(session, free)
     for instance_id in started:
         ended = _admit_one(session, runtime, instance_id, dispatch) or ended
+    if len(started) >= free:
+        # Room ran out: whoever still waits needs a later pass, not just its own launch's.
+        mark_deferred(session)
     if started:
         # A parent started (or resumed) just now lets its waiting children start too.
         session.flush()
@@ -111,15 +115,17 @@ def admit_and_dispatch(runtime: WorkerRuntime) -> int:
 
 
 def admit_if_waiting(runtime: WorkerRuntime) -> int:
-    """After an instance ended: an admission pass, unless no instance is pending at all.
+    """After an instance ended: an admission pass, if a pending instance needs one.
 
-    A pending instance created after this read ran its own admission pass after its
-    commit, when this instance's slot was already free; the reconciler admits periodically.
+    New instances do not count until a pass found no slot for them: each one's launch
+    admits it right after its commit (`admit_new`). Running a full pass for them would
+    only race their launches for the admission lock, which under load cost more than
+    the steps themselves. The check itself waits for the lock, so a pass deciding at
+    the same time cannot defer an instance unseen (`any_waiting_for_a_pass`).
     """
-    with autocommit(runtime.engine) as connection:
-        if not any_pending(connection):
-            return 0
-    return admit_and_dispatch(runtime)
+    with runtime.engine.begin() as connection:
+        waiting = any_waiting_for_a_pass(connection)
+    return admit_and_dispatch(runtime) if waiting else 0
 
 
 def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,

@@ -1,0 +1,92 @@
+"""Which instance ends run an admission pass: only those a pending instance waits on.
+
+A new instance is admitted by its own launch right after its commit; an instance end
+runs a full pass only for instances a pass could not start (no slot), resumed or retried
+ones, and sub-workflow children.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from models.db import transaction
+from models.workflow import Workflow
+from tests.e2e.helpers import instance_row, make_workflow, node, start
+from tests.worker.helpers import deciding_runtime
+from worker import control
+from worker.admission import admit_and_dispatch, admit_if_waiting, admit_new
+from worker.launch import create_instance
+
+
+@pytest.fixture
+def workflow(runtime: Any) -> Iterator[tuple[Any, uuid.UUID]]:
+    workflow_id = make_workflow(runtime, [node("only", "noop")], [])
+    yield runtime, workflow_id
+    with transaction(runtime.session_factory) as session:
+        ids = session.execute(text("SELECT id FROM workflow_instances WHERE workflow_id = :w"
+                                   " AND status IN ('pending', 'running')"),
+                              {"w": workflow_id}).scalars().all()
+        for instance_id in ids:
+            control.cancel(session, instance_id)
+
+
+def _running_now(runtime: Any) -> int:
+    with runtime.engine.connect() as connection:
+        return int(connection.execute(text(
+            "SELECT count(*) FROM workflow_instances WHERE status = 'running'")).scalar_one())
+
+
+def _create(runtime: Any, workflow_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID | None]:
+    """An instance as a launch commits it, before the launch's own admission."""
+    with transaction(runtime.session_factory) as session:
+        instance, _ = create_instance(session, session.get(Workflow, workflow_id), {})
+        return instance.id, instance.workflow_version_id
+
+
+def _end_without_a_pass(runtime: Any, instance_id: uuid.UUID) -> None:
+    """End an instance (cancel) without the admission pass its end would run."""
+    with transaction(runtime.session_factory) as session:
+        control.cancel(session, instance_id)
+
+
+def test_an_instance_end_leaves_a_new_instance_to_its_own_launch(
+        settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
+    runtime, workflow_id = workflow
+    with deciding_runtime(settings) as roomy:
+        admit_and_dispatch(roomy)  # nothing older waits for a pass
+        new_id, version_id = _create(roomy, workflow_id)
+        assert admit_if_waiting(roomy) == 0
+        assert instance_row(roomy, new_id).status == "pending"
+        assert admit_new(roomy, new_id, version_id) is not None
+        assert instance_row(roomy, new_id).status == "running"
+
+
+def test_an_instance_end_admits_one_that_found_no_slot(
+        settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
+    runtime, workflow_id = workflow
+    with deciding_runtime(settings, _running_now(runtime) + 1) as one_slot:
+        holder = start(one_slot, workflow_id, fast_path=True)
+        waiting = start(one_slot, workflow_id, fast_path=True)
+        assert instance_row(one_slot, holder).status == "running"
+        assert instance_row(one_slot, waiting).status == "pending"
+        _end_without_a_pass(one_slot, holder)
+        assert admit_if_waiting(one_slot) == 1
+        assert instance_row(one_slot, waiting).status == "running"
+
+
+def test_an_instance_end_admits_a_resumed_one(
+        settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
+    runtime, workflow_id = workflow
+    with deciding_runtime(settings) as roomy:
+        paused = start(roomy, workflow_id, fast_path=True)
+        with transaction(roomy.session_factory) as session:
+            control.pause(session, paused)
+        with transaction(roomy.session_factory) as session:
+            control.resume(session, paused)  # pending again; its own pass is not run here
+        assert admit_if_waiting(roomy) >= 0
+        assert instance_row(roomy, paused).status == "running"
