@@ -101,7 +101,10 @@ def claim_step(
         WITH instance AS (
             UPDATE workflow_instances AS i SET current_step = e.node_id
               FROM workflow_executions AS e
-             WHERE e.id = %(id)s AND i.id = e.instance_id AND i.status = 'running'
+             WHERE e.id = %(id)s AND i.status = 'running'
+               -- A scalar subquery, so the instance is found by its primary key: joined on
+               -- e.instance_id, the planner may scan every running instance instead.
+               AND i.id = (SELECT instance_id FROM workflow_executions WHERE id = %(id)s)
                AND e.status = 'pending' AND (e.run_after IS NULL OR e.run_after <= now())
          RETURNING i.id, i.workflow_version_id
         )
