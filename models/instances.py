@@ -12,12 +12,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from models.db import Executor
-from models.driver_sql import fetch_all, fetch_one, fetch_pipelined, jsonb, run
+from models.driver_sql import fetch_all, fetch_one, jsonb, run
 from models.instance import WorkflowExecution, WorkflowInstance
 
 # Any constant works as long as every process uses the same one.
 ADMISSION_LOCK_KEY = 0x466C6F7779617264  # "Flowyard"
-ADMISSION_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(key)s)"
 
 
 def lock_instance(session: Session, instance_id: uuid.UUID) -> WorkflowInstance | None:
@@ -155,39 +154,39 @@ def find_by_idempotency_key(session: Session, workflow_id: uuid.UUID,
 
 
 def any_waiting_for_a_pass(executor: Executor) -> bool:
-    """Whether a pending instance needs some admission pass to start it.
+    """Whether a pending instance needs some admission pass to start it (an index lookup).
 
     That is one a pass found no slot for (`mark_deferred`), one started before (resumed or
     retried: it has a deadline), or a sub-workflow child. A new instance whose launch has
     not run its own admission yet does not count: its launch will (the reconciler's
     periodic pass covers a launch that died in between).
-
-    Reads under the admission lock (so in a transaction; the lock and the read go in one
-    round trip): a pass deciding right now either commits its marks before this reads,
-    or takes the lock after it and so counts the slot that freed before this call.
     """
-    _, rows = fetch_pipelined(executor, [
-        (ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY}),
-        ("""SELECT EXISTS (
-                SELECT 1 FROM workflow_instances
-                 WHERE status = 'pending'
-                   AND (updated_at > created_at OR deadline_at IS NOT NULL
-                        OR parent_execution_id IS NOT NULL)
-            ) AS waiting""", {}),
-    ])
-    return bool(rows and rows[0][0])
+    row = fetch_one(executor, """
+        SELECT EXISTS (
+            SELECT 1 FROM workflow_instances
+             WHERE status = 'pending'
+               AND (updated_at > created_at OR deadline_at IS NOT NULL
+                    OR parent_execution_id IS NOT NULL)
+        ) AS waiting
+    """, {})
+    return bool(row is not None and row[0])
 
 
-def mark_deferred(executor: Executor) -> None:
-    """Note on each new pending instance that a pass found no slot for it.
+def mark_deferred(executor: Executor) -> int:
+    """Note on each new pending instance that a pass found no slot for it; how many.
 
     Its `updated_at` moves past its `created_at` (equal since the insert), which
     `any_waiting_for_a_pass` reads: the next instance to end admits again.
     """
-    run(executor, """
-        UPDATE workflow_instances SET updated_at = clock_timestamp()
-         WHERE status = 'pending' AND deadline_at IS NULL AND updated_at = created_at
+    row = fetch_one(executor, """
+        WITH marked AS (
+            UPDATE workflow_instances SET updated_at = clock_timestamp()
+             WHERE status = 'pending' AND deadline_at IS NULL AND updated_at = created_at
+         RETURNING 1
+        )
+        SELECT count(*) FROM marked
     """, {})
+    return int(row[0]) if row is not None else 0
 
 
 def admission_room(executor: Executor, instance_id: uuid.UUID) -> tuple[int, int]:
@@ -236,10 +235,10 @@ def start_pending_instance(executor: Executor, instance_id: uuid.UUID,
 
 def take_admission_lock(session: Executor) -> None:
     """Serialise admission decisions across every process until the transaction ends."""
-    run(session, ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY})
+    run(session, "SELECT pg_advisory_xact_lock(%(key)s)", {"key": ADMISSION_LOCK_KEY})
 
 
-def count_running(session: Session) -> int:
+def count_running(session: Executor) -> int:
     return int(session.execute(
         select(func.count()).select_from(WorkflowInstance)
         .where(WorkflowInstance.status == "running")

@@ -7,13 +7,14 @@ scheduler agree. Only this module moves an instance to `running`.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.statuses import InstanceStatus
-from models.db import Executor, transaction
+from models.db import Executor, autocommit, transaction
 from models.instance import WorkflowInstance
 from models.instances import (
     StartedInstance,
@@ -33,11 +34,17 @@ from worker.planning import advance
 from worker.runtime import WorkerRuntime
 
 
-def admit(session: Session, runtime: WorkerRuntime) -> tuple[list[StepRef], bool]:
-    """Start as many pending instances as there are free slots; never commits.
+@dataclass(frozen=True)
+class Pass:
+    """What one admission pass did."""
 
-    Returns the steps to send after commit and whether any instance ended while starting.
-    """
+    dispatch: list[StepRef]  # steps to send after commit
+    ended: bool  # an instance ended while starting (its slot is free again)
+    deferred: bool  # it left new instances waiting for a slot (`mark_deferred`)
+
+
+def admit(session: Session, runtime: WorkerRuntime) -> Pass:
+    """Start as many pending instances as there are free slots; never commits."""
     take_admission_lock(session)
     dispatch: list[StepRef] = []
     ended = _admit_children(session, runtime, dispatch)
@@ -45,14 +52,13 @@ def admit(session: Session, runtime: WorkerRuntime) -> tuple[list[StepRef], bool
     started = pick_pending(session, free)
     for instance_id in started:
         ended = _admit_one(session, runtime, instance_id, dispatch) or ended
-    if len(started) >= free:
-        # Room ran out: whoever still waits needs a later pass, not just its own launch's.
-        mark_deferred(session)
+    # Room ran out: whoever still waits needs a later pass, not just its own launch's.
+    deferred = len(started) >= free and mark_deferred(session) > 0
     if started:
         # A parent started (or resumed) just now lets its waiting children start too.
         session.flush()
         ended = _admit_children(session, runtime, dispatch) or ended
-    return dispatch, ended
+    return Pass(dispatch, ended, deferred)
 
 
 def _admit_children(session: Session, runtime: WorkerRuntime, dispatch: list[StepRef]) -> bool:
@@ -106,12 +112,23 @@ def admit_and_dispatch(runtime: WorkerRuntime) -> int:
     from worker.orchestrator import AfterCommit, apply_after_commit
 
     with transaction(runtime.session_factory) as session:
-        dispatch, ended = admit(session, runtime)
-    if dispatch:
-        apply_after_commit(runtime, AfterCommit(dispatch, [], False))
-    if ended:
-        return len(dispatch) + admit_and_dispatch(runtime)
-    return len(dispatch)
+        admitted = admit(session, runtime)
+    if admitted.dispatch:
+        apply_after_commit(runtime, AfterCommit(admitted.dispatch, [], False))
+    if admitted.ended or (admitted.deferred and _room_now(runtime)):
+        return len(admitted.dispatch) + admit_and_dispatch(runtime)
+    return len(admitted.dispatch)
+
+
+def _room_now(runtime: WorkerRuntime) -> bool:
+    """Whether a slot is free, read after a pass that deferred instances committed.
+
+    An instance that ended while that pass decided may have looked for deferred
+    instances before the pass's marks were visible, and so ran no pass: the deferring
+    pass counts that slot here instead and goes again.
+    """
+    with autocommit(runtime.engine) as connection:
+        return count_running(connection) < runtime.settings.max_concurrent_workflows
 
 
 def admit_if_waiting(runtime: WorkerRuntime) -> int:
@@ -120,12 +137,13 @@ def admit_if_waiting(runtime: WorkerRuntime) -> int:
     New instances do not count until a pass found no slot for them: each one's launch
     admits it right after its commit (`admit_new`). Running a full pass for them would
     only race their launches for the admission lock, which under load cost more than
-    the steps themselves. The check itself waits for the lock, so a pass deciding at
-    the same time cannot defer an instance unseen (`any_waiting_for_a_pass`).
+    the steps themselves. A pass deferring instances while this reads is covered by
+    that pass itself (`_room_now`).
     """
-    with runtime.engine.begin() as connection:
-        waiting = any_waiting_for_a_pass(connection)
-    return admit_and_dispatch(runtime) if waiting else 0
+    with autocommit(runtime.engine) as connection:
+        if not any_waiting_for_a_pass(connection):
+            return 0
+    return admit_and_dispatch(runtime)
 
 
 def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,

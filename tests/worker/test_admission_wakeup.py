@@ -18,7 +18,7 @@ from models.db import transaction
 from models.workflow import Workflow
 from tests.e2e.helpers import instance_row, make_workflow, node, start
 from tests.worker.helpers import deciding_runtime
-from worker import control
+from worker import admission, control
 from worker.admission import admit_and_dispatch, admit_if_waiting, admit_new
 from worker.launch import create_instance
 
@@ -90,3 +90,30 @@ def test_an_instance_end_admits_a_resumed_one(
             control.resume(session, paused)  # pending again; its own pass is not run here
         assert admit_if_waiting(roomy) >= 0
         assert instance_row(roomy, paused).status == "running"
+
+
+def test_a_slot_that_frees_while_a_pass_defers_is_not_lost(
+        settings: Any, workflow: tuple[Any, uuid.UUID], monkeypatch: Any) -> None:
+    """The race the deferring pass covers: an instance ends after the pass counted the
+    running ones, and its end looks for deferred instances before the pass's marks are
+    committed, so it runs no pass. The deferring pass then sees the free slot itself."""
+    runtime, workflow_id = workflow
+    with deciding_runtime(settings) as roomy:
+        admit_and_dispatch(roomy)  # nothing older waits for a pass
+    with deciding_runtime(settings, _running_now(runtime) + 1) as one_slot:
+        holder = start(one_slot, workflow_id, fast_path=True)
+        new_id, _ = _create(one_slot, workflow_id)
+        real_admit = admission.admit
+        end_checks: list[int] = []
+
+        def admit_then_end_the_holder(session: Any, rt: Any) -> Any:
+            result = real_admit(session, rt)  # no room: defers the new instance
+            if not end_checks:  # before this pass commits its marks...
+                _end_without_a_pass(rt, holder)  # ...the holder ends,
+                end_checks.append(admit_if_waiting(rt))  # and its end finds nothing to do
+            return result
+
+        monkeypatch.setattr(admission, "admit", admit_then_end_the_holder)
+        admit_and_dispatch(one_slot)
+        assert end_checks == [0]
+        assert instance_row(one_slot, new_id).status == "running"
