@@ -12,11 +12,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from models.db import Executor
-from models.driver_sql import fetch_all, fetch_one, jsonb, run
+from models.driver_sql import fetch_all, fetch_one, fetch_pipelined, jsonb, run
 from models.instance import WorkflowExecution, WorkflowInstance
 
 # Any constant works as long as every process uses the same one.
 ADMISSION_LOCK_KEY = 0x466C6F7779617264  # "Flowyard"
+ADMISSION_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(key)s)"
 
 
 def lock_instance(session: Session, instance_id: uuid.UUID) -> WorkflowInstance | None:
@@ -189,15 +190,20 @@ def mark_deferred(executor: Executor) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def admission_room(executor: Executor, instance_id: uuid.UUID) -> tuple[int, int]:
-    """How many instances run, and how many pending instances other than this one wait."""
-    row = fetch_one(executor, """
-        SELECT (SELECT count(*) FROM workflow_instances WHERE status = 'running') AS running,
-               (SELECT count(*) FROM workflow_instances
-                 WHERE status = 'pending' AND id <> %(id)s) AS others_waiting
-    """, {"id": instance_id})
-    assert row is not None
-    return int(row[0]), int(row[1])
+def lock_admission_room(executor: Executor, instance_id: uuid.UUID) -> tuple[int, int]:
+    """Take the admission lock, then count the running instances and the pending ones
+    other than this one. One round trip (BEGIN, lock and count pipelined): the lock
+    serialises every admission, so each round trip under it is paid by all of them."""
+    _, rows = fetch_pipelined(executor, [
+        (ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY}),
+        ("""SELECT (SELECT count(*) FROM workflow_instances WHERE status = 'running')
+                       AS running,
+                   (SELECT count(*) FROM workflow_instances
+                     WHERE status = 'pending' AND id <> %(id)s) AS others_waiting""",
+         {"id": instance_id}),
+    ])
+    running, others_waiting = rows[0]
+    return int(running), int(others_waiting)
 
 
 @dataclass(frozen=True)
@@ -235,7 +241,7 @@ def start_pending_instance(executor: Executor, instance_id: uuid.UUID,
 
 def take_admission_lock(session: Executor) -> None:
     """Serialise admission decisions across every process until the transaction ends."""
-    run(session, "SELECT pg_advisory_xact_lock(%(key)s)", {"key": ADMISSION_LOCK_KEY})
+    run(session, ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY})
 
 
 def count_running(session: Executor) -> int:

@@ -18,9 +18,9 @@ from models.db import Executor, autocommit, transaction
 from models.instance import WorkflowInstance
 from models.instances import (
     StartedInstance,
-    admission_room,
     any_waiting_for_a_pass,
     count_running,
+    lock_admission_room,
     lock_instance,
     mark_deferred,
     pick_pending,
@@ -167,8 +167,7 @@ def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,
         return None
     started = result = None
     with runtime.engine.begin() as connection:
-        take_admission_lock(connection)
-        running, others_waiting = admission_room(connection, instance_id)
+        running, others_waiting = lock_admission_room(connection, instance_id)
         room_for_all = running + others_waiting < runtime.settings.max_concurrent_workflows
         if room_for_all:
             timeout_ms = _timeout_ms(connection, runtime, version_id)
