@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import text
+
 from models.db import transaction
 from models.steps import ClaimedStep, claim_step
 from tests.e2e.helpers import steps
+from worker import control
 
 # High enough that instances other test modules left running never hold a test's back.
 ROOMY_LIMIT = 10_000
@@ -34,3 +37,20 @@ def claim_node(runtime: Any, instance_id: uuid.UUID, node_id: str) -> ClaimedSte
         claimed = claim_step(session, step_id, 30, f"task-{node_id}")
     assert claimed is not None, f"{node_id} was not claimable"
     return claimed
+
+
+def running_now(runtime: Any) -> int:
+    """How many instances run in the shared test database (other modules' included)."""
+    with runtime.engine.connect() as connection:
+        return int(connection.execute(text(
+            "SELECT count(*) FROM workflow_instances WHERE status = 'running'")).scalar_one())
+
+
+def cancel_open_instances(runtime: Any, workflow_id: uuid.UUID) -> None:
+    """Cancel the workflow's pending and running instances, so none holds a slot later."""
+    with transaction(runtime.session_factory) as session:
+        ids = session.execute(text("SELECT id FROM workflow_instances WHERE workflow_id = :w"
+                                   " AND status IN ('pending', 'running')"),
+                              {"w": workflow_id}).scalars().all()
+        for instance_id in ids:
+            control.cancel(session, instance_id)

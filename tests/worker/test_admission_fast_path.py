@@ -7,13 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from models.db import transaction
 from models.workflow import Workflow
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
-from tests.worker.helpers import deciding_runtime
-from worker import control
+from tests.worker.helpers import cancel_open_instances, deciding_runtime, running_now
 from worker.admission import admit_and_dispatch, admit_new
 from worker.launch import create_instance
 
@@ -23,18 +21,7 @@ def workflow(runtime: Any) -> Iterator[tuple[Any, uuid.UUID]]:
     workflow_id = make_workflow(runtime, [node("a", "noop"), node("b", "noop")],
                                 [edge("a", "b")])
     yield runtime, workflow_id
-    with transaction(runtime.session_factory) as session:
-        ids = session.execute(text("SELECT id FROM workflow_instances WHERE workflow_id = :w"
-                                   " AND status IN ('pending', 'running')"),
-                              {"w": workflow_id}).scalars().all()
-        for instance_id in ids:
-            control.cancel(session, instance_id)
-
-
-def _running_now(runtime: Any) -> int:
-    with runtime.engine.connect() as connection:
-        return int(connection.execute(text(
-            "SELECT count(*) FROM workflow_instances WHERE status = 'running'")).scalar_one())
+    cancel_open_instances(runtime, workflow_id)
 
 
 def test_a_new_instance_alone_starts_at_once_with_its_clock_and_first_step(
@@ -53,10 +40,10 @@ def test_a_new_instance_queues_behind_an_older_pending_one(
         settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
     _, workflow_id = workflow
     # One slot left: the older, higher-priority instance must get it, not the new one.
-    with deciding_runtime(settings, _running_now(workflow[0])) as full:
+    with deciding_runtime(settings, running_now(workflow[0])) as full:
         waiting = start(full, workflow_id, priority="high")
         assert instance_row(full, waiting).status == "pending"
-        one_slot_left = _running_now(full) + 1
+        one_slot_left = running_now(full) + 1
     with deciding_runtime(settings, one_slot_left) as one_slot:
         newest = start(one_slot, workflow_id, fast_path=True)
         assert instance_row(one_slot, waiting).status == "running"
@@ -66,8 +53,8 @@ def test_a_new_instance_queues_behind_an_older_pending_one(
 def test_a_new_instance_at_the_limit_stays_pending(
         settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
     _, workflow_id = workflow
-    with deciding_runtime(settings, max(1, _running_now(workflow[0]))) as full:
-        if _running_now(full) == 0:
+    with deciding_runtime(settings, max(1, running_now(workflow[0]))) as full:
+        if running_now(full) == 0:
             start(full, workflow_id)  # take the only slot
         newest = start(full, workflow_id, fast_path=True)
         assert instance_row(full, newest).status == "pending"
@@ -82,7 +69,7 @@ def test_with_room_for_every_waiting_instance_the_new_one_starts_at_once(
         workflow_row = session.get(Workflow, workflow_id)
         other, _ = create_instance(session, workflow_row, {}, "high")
         other_id = other.id
-    with deciding_runtime(settings, _running_now(runtime) + 2) as roomy:
+    with deciding_runtime(settings, running_now(runtime) + 2) as roomy:
         newest = start(roomy, workflow_id, fast_path=True)
         # Two slots for two waiting instances: starting this one overtakes nobody.
         assert instance_row(roomy, newest).status == "running"

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from models.db import transaction
 from models.workflow import Workflow
 from tests.e2e.helpers import instance_row, make_workflow, node, start
-from tests.worker.helpers import deciding_runtime
+from tests.worker.helpers import cancel_open_instances, deciding_runtime, running_now
 from worker import admission, control
 from worker.admission import admit_and_dispatch, admit_if_waiting, admit_new
 from worker.launch import create_instance
@@ -27,18 +26,7 @@ from worker.launch import create_instance
 def workflow(runtime: Any) -> Iterator[tuple[Any, uuid.UUID]]:
     workflow_id = make_workflow(runtime, [node("only", "noop")], [])
     yield runtime, workflow_id
-    with transaction(runtime.session_factory) as session:
-        ids = session.execute(text("SELECT id FROM workflow_instances WHERE workflow_id = :w"
-                                   " AND status IN ('pending', 'running')"),
-                              {"w": workflow_id}).scalars().all()
-        for instance_id in ids:
-            control.cancel(session, instance_id)
-
-
-def _running_now(runtime: Any) -> int:
-    with runtime.engine.connect() as connection:
-        return int(connection.execute(text(
-            "SELECT count(*) FROM workflow_instances WHERE status = 'running'")).scalar_one())
+    cancel_open_instances(runtime, workflow_id)
 
 
 def _create(runtime: Any, workflow_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID | None]:
@@ -69,7 +57,7 @@ def test_an_instance_end_leaves_a_new_instance_to_its_own_launch(
 def test_an_instance_end_admits_one_that_found_no_slot(
         settings: Any, workflow: tuple[Any, uuid.UUID]) -> None:
     runtime, workflow_id = workflow
-    with deciding_runtime(settings, _running_now(runtime) + 1) as one_slot:
+    with deciding_runtime(settings, running_now(runtime) + 1) as one_slot:
         holder = start(one_slot, workflow_id, fast_path=True)
         waiting = start(one_slot, workflow_id, fast_path=True)
         assert instance_row(one_slot, holder).status == "running"
@@ -100,7 +88,7 @@ def test_a_slot_that_frees_while_a_pass_defers_is_not_lost(
     runtime, workflow_id = workflow
     with deciding_runtime(settings) as roomy:
         admit_and_dispatch(roomy)  # nothing older waits for a pass
-    with deciding_runtime(settings, _running_now(runtime) + 1) as one_slot:
+    with deciding_runtime(settings, running_now(runtime) + 1) as one_slot:
         holder = start(one_slot, workflow_id, fast_path=True)
         new_id, _ = _create(one_slot, workflow_id)
         real_admit = admission.admit
