@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.expressions import EDGE_NAMES, expression_problems
 from engine.nodetypes import NodeType
-from engine.problems import Problem, name_of
+from engine.problems import Problem, identified, name_of
 
 
 def _edge_field_problems(edge_id: str, raw: dict[str, Any]) -> Iterator[Problem]:
@@ -70,25 +70,11 @@ def _edge_handle_problems(
 def edge_problems(
     raw_edges: list[Any], node_types: Mapping[str, NodeType | None]
 ) -> Iterator[Problem]:
-    seen: set[str] = set()
-    for index, raw in enumerate(raw_edges):
-        if not isinstance(raw, dict):
-            yield Problem(
-                "invalid_edge", f"edge #{index} must be an object", field=f"edges[{index}]"
-            )
+    for item in identified(raw_edges, "edge"):
+        if isinstance(item, Problem):
+            yield item
             continue
-        edge_id = name_of(raw.get("id"))
-        if edge_id is None:
-            yield Problem("missing_field", f"edge #{index} needs a string id", field="id")
-            continue
-        if edge_id in seen:
-            yield Problem(
-                "duplicate_edge_id",
-                f"edge id {edge_id!r} is used twice",
-                edge_id=edge_id,
-                field="id",
-            )
-        seen.add(edge_id)
+        edge_id, raw = item
         yield from _edge_field_problems(edge_id, raw)
         ends_known = True
         for end in ("source", "target"):

@@ -20,7 +20,7 @@ from engine.document import ON_ERROR_CHOICES, WorkflowGraph, as_number, parse_wo
 from engine.edge_validation import edge_problems
 from engine.expressions import NODE_NAMES, expression_problems
 from engine.nodetypes import NodeType
-from engine.problems import Problem, name_of
+from engine.problems import Problem, identified, name_of
 from engine.templating import find_template_problems
 
 __all__ = ["Limits", "Problem", "validate_workflow"]
@@ -162,25 +162,11 @@ def _template_problems(
 
 
 def _node_problems(raw_nodes: list[Any], registry: Mapping[str, NodeType]) -> Iterator[Problem]:
-    seen: set[str] = set()
-    for index, raw in enumerate(raw_nodes):
-        if not isinstance(raw, dict):
-            yield Problem(
-                "invalid_node", f"node #{index} must be an object", field=f"nodes[{index}]"
-            )
+    for item in identified(raw_nodes, "node"):
+        if isinstance(item, Problem):
+            yield item
             continue
-        node_id = name_of(raw.get("id"))
-        if node_id is None:
-            yield Problem("missing_field", f"node #{index} needs a string id", field="id")
-            continue
-        if node_id in seen:
-            yield Problem(
-                "duplicate_node_id",
-                f"node id {node_id!r} is used twice",
-                node_id=node_id,
-                field="id",
-            )
-        seen.add(node_id)
+        node_id, raw = item
         yield from _one_node_problems(node_id, raw, registry)
 
 
