@@ -108,13 +108,13 @@ def dispatch_notifications(celery_app: Any, notification_ids: Iterable[uuid.UUID
             log.warning("notification.dispatch_failed", notification_id=str(notification_id))
 
 
+_FINISH_EVENTS = {"completed": "on_completion", "failed": "on_failure"}
+
+
 def finish_notices_wanted(configuration: Mapping[str, Any] | None, status: str) -> bool:
     """Whether an instance ending with this status has workflow notices to create."""
     event = _FINISH_EVENTS.get(status)
     return event is not None and bool(notice_specs(configuration, event))
-
-
-_FINISH_EVENTS = {"completed": "on_completion", "failed": "on_failure"}
 
 
 def notify_instance_finished(session: Session, instance: Any,
@@ -128,9 +128,9 @@ def notify_instance_finished(session: Session, instance: Any,
     from engine.expressions import expression_context
     from worker.planning import instance_facts, instance_input, nodes_context
 
-    event = _FINISH_EVENTS.get(instance.status)
-    if event is None or not notice_specs(configuration, event):
+    if not finish_notices_wanted(configuration, instance.status):
         return []
+    event = _FINISH_EVENTS[instance.status]
     facts = {**instance_facts(instance), "status": instance.status,
              "error": instance.error_details or ""}
     context = expression_context(instance_input(instance), nodes_context(list(steps)), facts)
