@@ -143,6 +143,16 @@ def heartbeat(session: Session, execution_id: uuid.UUID, attempt: int,
     return result is not None
 
 
+# What ending a step writes: `finish_step` and `lock_instance_and_complete_step` share it.
+_FINISH = """
+    SET status = %(new_status)s, output_data = %(output)s, selected_handle = %(handle)s,
+        error_message = %(error)s, completed_at = now(), run_after = NULL,
+        lease_expires_at = NULL, updated_at = now(),
+        duration_ms = CAST(EXTRACT(EPOCH FROM (now() - coalesce(started_at, now())))
+                           * 1000 AS integer)
+"""
+
+
 def finish_step(
     session: Executor,
     execution_id: uuid.UUID,
@@ -155,13 +165,8 @@ def finish_step(
     attempt: int | None = None,
 ) -> bool:
     """running|waiting -> completed|failed, fenced by attempt when given."""
-    row = fetch_one(session, """
-        UPDATE workflow_executions
-           SET status = %(new_status)s, output_data = %(output)s,
-               selected_handle = %(handle)s, error_message = %(error)s, completed_at = now(),
-               run_after = NULL, lease_expires_at = NULL, updated_at = now(),
-               duration_ms = CAST(EXTRACT(EPOCH FROM (now() - coalesce(started_at, now())))
-                                  * 1000 AS integer)
+    row = fetch_one(session, f"""
+        UPDATE workflow_executions {_FINISH}
          WHERE id = %(id)s AND status = %(expected)s
            AND (CAST(%(attempt)s AS integer) IS NULL OR attempt = %(attempt)s)
      RETURNING id
@@ -170,14 +175,9 @@ def finish_step(
     return row is not None
 
 
-_COMPLETE_READING_STATES = """
+_COMPLETE_READING_STATES = f"""
     WITH finished AS (
-        UPDATE workflow_executions
-           SET status = 'completed', output_data = %(output)s,
-               selected_handle = %(handle)s, error_message = NULL, completed_at = now(),
-               run_after = NULL, lease_expires_at = NULL, updated_at = now(),
-               duration_ms = CAST(EXTRACT(EPOCH FROM (now() - coalesce(started_at, now())))
-                                  * 1000 AS integer)
+        UPDATE workflow_executions {_FINISH}
          WHERE id = %(id)s AND status = 'running' AND attempt = %(attempt)s
      RETURNING id, instance_id, node_id, status, selected_handle, output_data
     )
@@ -204,7 +204,8 @@ def lock_instance_and_complete_step(
     locked, states = fetch_pipelined(executor, [
         (LOCK_INSTANCE_ROW, {"id": instance_id}),
         (_COMPLETE_READING_STATES, {"id": execution_id, "attempt": attempt,
-                                    "output": jsonb(output), "handle": handle}),
+                                    "new_status": "completed", "output": jsonb(output),
+                                    "handle": handle, "error": None}),
     ])
     instance = InstanceRow(*locked[0]) if locked else None
     return instance, (states or None)
