@@ -25,18 +25,19 @@ import structlog
 from models.db import transaction
 from models.settings import Settings
 from models.workflow import Workflow
+from worker.dispatch import TASK_PREFIX
 
 CHAIN_LENGTH = 10
 
 
 class InMemoryCelery:
-    """Stands in for the Celery app: `send_task` queues the step id for this process."""
+    """Stands in for the Celery app: `send_task` queues the message for this process."""
 
     def __init__(self) -> None:
-        self.sent: deque[str] = deque()
+        self.sent: deque[tuple[str, str, dict[str, Any]]] = deque()
 
     def send_task(self, name: str, args: list[str], **options: Any) -> None:
-        self.sent.append(args[0])
+        self.sent.append((name.removeprefix(TASK_PREFIX), args[0], options.get("kwargs", {})))
 
 
 def _chain_workflow(runtime: Any) -> uuid.UUID:
@@ -58,6 +59,7 @@ def run_chains(runtime: Any, celery: InMemoryCelery, workflow_id: uuid.UUID,
     from worker.admission import admit_and_dispatch
     from worker.launch import create_instance
     from worker.orchestrator import execute_step
+    from worker.step_run import expected_node
 
     executed = 0
     for _ in range(chains):
@@ -67,7 +69,9 @@ def run_chains(runtime: Any, celery: InMemoryCelery, workflow_id: uuid.UUID,
             create_instance(session, workflow, {}, "normal", None, "bench", None)
         admit_and_dispatch(runtime)
         while celery.sent:
-            execute_step(runtime, uuid.UUID(celery.sent.popleft()), None)
+            step_type, step_id, hints = celery.sent.popleft()
+            # What the worker's task does with a message (worker/celery_app.py).
+            execute_step(runtime, uuid.UUID(step_id), None, expected_node(step_type, **hints))
             executed += 1
     return executed
 

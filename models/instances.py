@@ -43,9 +43,12 @@ class InstanceRow:
     progress: int | None
 
 
-# The columns of an `InstanceRow`, in its field order, from `workflow_instances AS i`.
+# The columns of an `InstanceRow`, in its field order, from `workflow_instances AS i`, and
+# the names they are selected under.
 INSTANCE_ROW_COLUMNS = ("i.id, i.status AS instance_status, i.workflow_id, "
                         "i.workflow_version_id, i.triggered_by, i.execution_context, i.progress")
+INSTANCE_ROW_NAMES = ("id", "instance_status", "workflow_id", "workflow_version_id",
+                      "triggered_by", "execution_context", "progress")
 
 LOCK_INSTANCE_ROW = f"""
     SELECT {INSTANCE_ROW_COLUMNS}

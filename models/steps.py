@@ -7,6 +7,7 @@ Every time comparison uses the database clock (now()).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,12 @@ from sqlalchemy.orm import Session
 
 from models.db import Executor
 from models.driver_sql import fetch_all, fetch_one, fetch_pipelined, jsonb
-from models.instances import INSTANCE_ROW_COLUMNS, LOCK_INSTANCE_ROW, InstanceRow
+from models.instances import (
+    INSTANCE_ROW_COLUMNS,
+    INSTANCE_ROW_NAMES,
+    LOCK_INSTANCE_ROW,
+    InstanceRow,
+)
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,15 @@ class ClaimedStep:
 
 @dataclass(frozen=True)
 class StepRef:
-    """A step to send to its queue after commit (with its attempt time limit when known)."""
+    """A step to send to its queue after commit (with its attempt time limit when known, and
+    its instance's workflow version when known: the message then names node and version)."""
 
     id: uuid.UUID
     instance_id: uuid.UUID
     node_id: str
     step_type: str
     timeout_seconds: float | None = None
+    workflow_version_id: uuid.UUID | None = None
 
 
 def _json(statement: TextClause, *names: str) -> TextClause:
@@ -97,7 +105,48 @@ def claim_step(
     key for outbound calls. Any later synchronous commit, such as the completion's,
     flushes the claim first, so a recorded result never outlives its claim.
     """
-    row = fetch_one(executor, """
+    row = fetch_one(executor, _CLAIM, _claim_parameters(execution_id, lease_seconds, task_id,
+                                                        input_data))
+    return None if row is None else ClaimedStep(*row)
+
+
+def claim_expected_step(
+    executor: Executor, execution_id: uuid.UUID, node_id: str, workflow_version_id: uuid.UUID,
+    lease_seconds: float, task_id: str | None, input_data: Any = None,
+) -> tuple[ClaimedStep, InstanceRow] | None:
+    """`claim_step` for a delivery that already knows its node, without reading first.
+
+    The task message names the step's node and workflow version; the claim succeeds only if
+    both match (besides everything `claim_step` checks), and also returns the instance's row,
+    which a step that reads nothing else needs to run. None: stale, or not what the message
+    said; the caller then takes the reading path, which tells the two apart.
+    """
+    parameters = _claim_parameters(execution_id, lease_seconds, task_id, input_data)
+    parameters.update(node=node_id, version=workflow_version_id)
+    row = fetch_one(executor, _CLAIM_EXPECTED, parameters)
+    if row is None:
+        return None
+    claimed = ClaimedStep(*row[:_CLAIMED_FIELDS])
+    return claimed, InstanceRow(*row[_CLAIMED_FIELDS:])
+
+
+def _claim_parameters(execution_id: uuid.UUID, lease_seconds: float, task_id: str | None,
+                      input_data: Any) -> dict[str, Any]:
+    return {"id": execution_id, "lease": float(lease_seconds), "task_id": task_id,
+            "input": jsonb(input_data)}
+
+
+def _claim_statement(expected_node: bool) -> str:
+    """The claim's SQL; `expected_node` adds the message's node and version as conditions
+    and returns the instance's row after the claimed step's columns."""
+    fence = ("AND e.node_id = %(node)s AND i.workflow_version_id = %(version)s"
+             if expected_node else "")
+    instance_columns = INSTANCE_ROW_COLUMNS if expected_node else "i.id, i.workflow_version_id"
+    # Renamed: the driver's rows are named tuples, and `id` is taken by the step's.
+    returned_instance = (", " + ", ".join(f"instance.{name} AS instance_row_{name}"
+                                          for name in INSTANCE_ROW_NAMES)
+                         if expected_node else "")
+    return f"""
         WITH instance AS (
             UPDATE workflow_instances AS i SET current_step = e.node_id
               FROM workflow_executions AS e
@@ -106,7 +155,8 @@ def claim_step(
                -- e.instance_id, the planner may scan every running instance instead.
                AND i.id = (SELECT instance_id FROM workflow_executions WHERE id = %(id)s)
                AND e.status = 'pending' AND (e.run_after IS NULL OR e.run_after <= now())
-         RETURNING i.id, i.workflow_version_id
+               {fence}
+         RETURNING {instance_columns}
         )
         UPDATE workflow_executions AS e
            SET status = 'running', attempt = e.attempt + 1, started_at = now(),
@@ -120,9 +170,13 @@ def claim_step(
      RETURNING e.id, e.instance_id, e.node_id, e.step_type, e.attempt,
                coalesce(e.retry_count, 0) AS retry_count,
                coalesce(e.max_retries, 0) AS max_retries, instance.workflow_version_id
-    """, {"id": execution_id, "lease": float(lease_seconds), "task_id": task_id,
-          "input": jsonb(input_data)})
-    return None if row is None else ClaimedStep(*row)
+               {returned_instance}
+    """
+
+
+_CLAIM = _claim_statement(expected_node=False)
+_CLAIM_EXPECTED = _claim_statement(expected_node=True)
+_CLAIMED_FIELDS = len(dataclasses.fields(ClaimedStep))
 
 
 def heartbeat(session: Session, execution_id: uuid.UUID, attempt: int,

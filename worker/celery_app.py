@@ -68,13 +68,16 @@ def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Cel
 
 
 def _register_node_task(app: Celery, runtime: WorkerRuntime, type_name: str) -> None:
-    def run_node(execution_id: str) -> str:
+    def run_node(execution_id: str, node_id: str | None = None,
+                 version_id: str | None = None) -> str:
         from celery import current_task
 
         from worker.orchestrator import execute_step
+        from worker.step_run import expected_node
 
         task_id = current_task.request.id if current_task else None
-        return execute_step(runtime, uuid.UUID(execution_id), task_id)
+        return execute_step(runtime, uuid.UUID(execution_id), task_id,
+                            expected_node(type_name, node_id, version_id))
 
     run_node.__name__ = f"run_{type_name}"
     app.task(name=task_name(type_name), bind=False, acks_late=True,

@@ -1,5 +1,8 @@
 """Send decided steps to their Celery queues after commit; only ids travel through Redis.
 
+A message carries the step's id and, when the sender knows them, its node id and workflow
+version: a step that needs nothing else read can then be claimed without reading first.
+
 Sending never touches the database state machine: a lost message is re-sent by the
 reconciler, a duplicate is fenced by the claim. (The API reaches the worker through
 worker/gateway.py, not through here.)
@@ -69,4 +72,7 @@ def send_steps(celery_app: Any, node_types: Mapping[str, Any], steps: Iterable[S
             options["time_limit"] = timeout + HARD_LIMIT_GRACE_SECONDS
         if countdown:
             options["countdown"] = countdown
+        if step.workflow_version_id is not None:
+            options["kwargs"] = {"node_id": step.node_id,
+                                 "version_id": str(step.workflow_version_id)}
         celery_app.send_task(task_name(step.step_type), args=[str(step.id)], **options)

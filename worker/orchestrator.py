@@ -22,6 +22,7 @@ from models.instances import lock_instance, lock_instance_row
 from models.steps import (
     ClaimedStep,
     StepRef,
+    claim_expected_step,
     claim_step,
     finish_step,
     schedule_retry,
@@ -31,7 +32,15 @@ from models.steps import (
 from worker.planning import advance, complete_and_advance
 from worker.results import NodeResult, Suspend
 from worker.runtime import WorkerRuntime
-from worker.step_run import PreparedStep, StepFailure, prepare_step, run_handler
+from worker.step_run import (
+    ExpectedNode,
+    PreparedStep,
+    StepFailure,
+    config_without_reads,
+    prepare_step,
+    prepared_after_claim,
+    run_handler,
+)
 
 log = structlog.get_logger("flowyard.orchestrator")
 
@@ -53,19 +62,23 @@ class AfterCommit:
 NOTHING = AfterCommit([], [], False)
 
 
-def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str | None) -> str:
-    """Run one delivery of a step; returns what happened (for logs and tests)."""
-    settings = runtime.settings
-    claimed = None
-    # Read, then claim: two single statements on one connection, no BEGIN or COMMIT.
+def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str | None,
+                 expected: ExpectedNode | None = None) -> str:
+    """Run one delivery of a step; returns what happened (for logs and tests).
+
+    `expected`: what the task message says of the step, if anything. A step whose config
+    reads nothing is then claimed at once; otherwise (or if the claim refuses) its delivery
+    reads first, then claims.
+    """
+    # Single statements on one connection, no BEGIN or COMMIT.
     with autocommit(runtime.engine) as connection:
-        prepared = prepare_step(runtime, connection, execution_id)
-        if prepared is not None:
-            claimed = claim_step(connection, execution_id, settings.step_lease_seconds,
-                                 task_id, input_data=_input_record(prepared))
-    if claimed is None or prepared is None:
+        claim = _claim_without_reading(runtime, connection, execution_id, task_id, expected)
+        if claim is None:
+            claim = _read_and_claim(runtime, connection, execution_id, task_id)
+    if claim is None:
         log.info("step.stale_delivery", execution_id=str(execution_id))
         return "stale"
+    claimed, prepared = claim
     bound = log.bind(instance_id=str(claimed.instance_id), node_id=claimed.node_id,
                      attempt=claimed.attempt)
     leases = runtime.lease_keeper()
@@ -78,6 +91,37 @@ def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str |
     apply_after_commit(runtime, after)
     bound.info("step.done", outcome=type(outcome).__name__)
     return type(outcome).__name__
+
+
+def _claim_without_reading(runtime: WorkerRuntime, connection: Executor,
+                           execution_id: uuid.UUID, task_id: str | None,
+                           expected: ExpectedNode | None,
+                           ) -> tuple[ClaimedStep, PreparedStep] | None:
+    """One round trip, when the message names the node and its config reads nothing."""
+    if expected is None:
+        return None
+    config = config_without_reads(runtime, connection, expected)
+    if config is None:
+        return None
+    answer = claim_expected_step(connection, execution_id, expected.node_id,
+                                 expected.workflow_version_id,
+                                 runtime.settings.step_lease_seconds, task_id,
+                                 input_data=config)
+    if answer is None:
+        return None
+    claimed, instance = answer
+    return claimed, prepared_after_claim(runtime, claimed, instance, config)
+
+
+def _read_and_claim(runtime: WorkerRuntime, connection: Executor, execution_id: uuid.UUID,
+                    task_id: str | None) -> tuple[ClaimedStep, PreparedStep] | None:
+    """Read the step and its instance, render its config, then claim it."""
+    prepared = prepare_step(runtime, connection, execution_id)
+    if prepared is None:
+        return None
+    claimed = claim_step(connection, execution_id, runtime.settings.step_lease_seconds,
+                         task_id, input_data=_input_record(prepared))
+    return None if claimed is None else (claimed, prepared)
 
 
 def _input_record(prepared: PreparedStep) -> Any:

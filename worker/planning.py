@@ -156,7 +156,7 @@ def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstanc
         # is final and goes out with the decisions, in one statement.
         progress = planner.progress(graph, states)
         final_progress = None if changed or progress == instance.progress else progress
-        dispatch.extend(_record_decisions(executor, graph, instance.id, result, timeout,
+        dispatch.extend(_record_decisions(executor, graph, instance, result, timeout,
                                           final_progress))
         if not changed:
             break
@@ -289,7 +289,7 @@ def _fail_condition_errors(executor: Executor, steps: Sequence[Any],
     return changed
 
 
-def _record_decisions(executor: Executor, graph: WorkflowGraph, instance_id: uuid.UUID,
+def _record_decisions(executor: Executor, graph: WorkflowGraph, instance: PlannedInstance,
                       result: planner.Plan, default_timeout: float,
                       progress: int | None) -> list[StepRef]:
     """Insert one row per decided node, and the new progress (one statement).
@@ -305,13 +305,14 @@ def _record_decisions(executor: Executor, graph: WorkflowGraph, instance_id: uui
     decided += [new_step(node_id, StepStatus.SKIPPED) for node_id in result.skipped]
     decided += [new_step(node_id, StepStatus.SKIPPED, state.selected_handle, passed_through=True)
                 for node_id, state in result.passthrough_steps().items()]
-    inserted = insert_steps(executor, instance_id, decided, progress)
+    inserted = insert_steps(executor, instance.id, decided, progress)
     refs = []
     for node_id in result.ready:
         if node_id in inserted:
             node = graph.node(node_id)
-            refs.append(StepRef(inserted[node_id], instance_id, node_id, node.type,
-                                node.timeout_seconds or default_timeout))
+            refs.append(StepRef(inserted[node_id], instance.id, node_id, node.type,
+                                node.timeout_seconds or default_timeout,
+                                instance.workflow_version_id))
     return refs
 
 

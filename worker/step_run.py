@@ -19,7 +19,7 @@ from engine.expressions import ExpressionError, expression_context
 from engine.nodetypes import NodeConfigError
 from engine.templating import has_template, render_template_value
 from models.db import Executor
-from models.instances import step_states_of
+from models.instances import InstanceRow, step_states_of
 from models.settings import Settings
 from models.steps import ClaimedStep, read_delivered_step
 from worker.errors import PermanentNodeError, StepTimeoutError
@@ -76,6 +76,29 @@ class PreparedStep:
     render_error: Exception | None = None
 
 
+@dataclass(frozen=True)
+class ExpectedNode:
+    """What a task message says of its step: the node, its type and the workflow version."""
+
+    node_id: str
+    step_type: str
+    workflow_version_id: uuid.UUID
+
+
+def expected_node(step_type: str, node_id: str | None,
+                  version_id: str | None) -> ExpectedNode | None:
+    """What a message of `step_type`'s task says, from its keyword arguments.
+
+    Older messages, and those the reconciler re-sends, carry only the step id: None.
+    """
+    if not node_id or not version_id:
+        return None
+    try:
+        return ExpectedNode(node_id, step_type, uuid.UUID(version_id))
+    except ValueError:  # not ours to trust: the reading path needs none of it
+        return None
+
+
 def prepare_step(runtime: WorkerRuntime, executor: Executor,
                  execution_id: uuid.UUID) -> PreparedStep | None:
     """Read what the step needs before claiming it; None when it is not pending (stale).
@@ -99,15 +122,53 @@ def prepare_step(runtime: WorkerRuntime, executor: Executor,
     else:
         # Most steps never look at other nodes' outputs: read them only if the handler does.
         nodes = LazyNodes(runtime.session_factory, instance.id)
-    expressions = expression_context(instance_input(instance), nodes, instance_facts(instance))
-    context = StepContext(step_id=execution_id, instance_id=instance.id,
-                          node_id=delivered.node_id, attempt=0, expressions=expressions,
-                          settings=runtime.settings, session_factory=runtime.session_factory)
+    context = _context(runtime, execution_id, delivered.node_id, instance, nodes)
     try:
-        rendered = _render(node_type, raw_config, expressions)
+        rendered = _render(node_type, raw_config, context.expressions)
     except ExpressionError as error:
         return PreparedStep(context, node_type, raw_config, error)
     return PreparedStep(context, node_type, rendered)
+
+
+def config_without_reads(runtime: WorkerRuntime, executor: Executor,
+                         expected: ExpectedNode) -> Any:
+    """The node's config as it will run, if rendering it reads nothing; else None.
+
+    True of a config without `{{ }}` templates whose type has no expression fields: its
+    rendered form is the config itself, so such a step can be claimed (its input recorded)
+    before anything about its instance is read. The graph comes from the version cache.
+    """
+    try:
+        graph, _ = runtime.graphs.get(executor, expected.workflow_version_id)
+    except LookupError:  # the reading path tells what happened to the step
+        return None
+    node = graph.node_by_id.get(expected.node_id)
+    node_type = runtime.node_types.get(expected.step_type)
+    if node is None or node_type is None or node.type != expected.step_type:
+        return None
+    raw_config = dict(node.config)
+    if _reads_nodes(node_type, raw_config):
+        return None
+    try:
+        return _render(node_type, raw_config, {})
+    except ExpressionError:  # something template-like after all: rendered after reading
+        return None
+
+
+def prepared_after_claim(runtime: WorkerRuntime, claimed: ClaimedStep, instance: InstanceRow,
+                         config: Any) -> PreparedStep:
+    """What `prepare_step` would have read, from the claim's own answer."""
+    nodes = LazyNodes(runtime.session_factory, instance.id)
+    context = _context(runtime, claimed.id, claimed.node_id, instance, nodes)
+    return PreparedStep(context, runtime.node_types.get(claimed.step_type), config)
+
+
+def _context(runtime: WorkerRuntime, execution_id: uuid.UUID, node_id: str,
+             instance: InstanceRow, nodes: Mapping[str, Any]) -> StepContext:
+    expressions = expression_context(instance_input(instance), nodes, instance_facts(instance))
+    return StepContext(step_id=execution_id, instance_id=instance.id, node_id=node_id,
+                       attempt=0, expressions=expressions, settings=runtime.settings,
+                       session_factory=runtime.session_factory)
 
 
 def _decided_nodes(executor: Executor, instance_id: uuid.UUID) -> dict[str, Any]:
