@@ -72,10 +72,24 @@ def wait_ended(env: BenchEnvironment, ids: list[str], deadline: float) -> None:
             time.sleep(baseline_runs.POLL_SECONDS)
 
 
+def alternating(ours: Callable[[], HopSample], base: Callable[[], HopSample],
+                runs: int) -> tuple[list[HopSample], list[HopSample]]:
+    """`runs` samples of each side, taken turn about.
+
+    The machine's speed drifts within minutes; measured one side after the other, the drift
+    would land in the ratio. Taken in turns, both sides see the same machine.
+    """
+    samples: tuple[list[HopSample], list[HopSample]] = ([], [])
+    for _ in range(runs):
+        samples[0].append(ours())
+        samples[1].append(base())
+    return samples
+
+
 def hop_latency(client: FlowyardClient, env: BenchEnvironment, runs: int) -> list[Row]:
     workflow_id = client.create_workflow("bench chain 10", chain_document(10))
-    ours = [flowyard_chains(client, env, workflow_id, 1) for _ in range(runs)]
-    base = [baseline_runs.run_chains(env, 1, 10) for _ in range(runs)]
+    ours, base = alternating(lambda: flowyard_chains(client, env, workflow_id, 1),
+                             lambda: baseline_runs.run_chains(env, 1, 10), runs)
     return [
         Row("1. hop latency p50", median([s.p50 for s in ours]) * 1000, "ms",
             median([s.p50 for s in base]) * 1000, "<= 2.0x baseline"),
@@ -87,11 +101,11 @@ def hop_latency(client: FlowyardClient, env: BenchEnvironment, runs: int) -> lis
 def throughput(client: FlowyardClient, env: BenchEnvironment, runs: int,
                concurrent: int = 50) -> list[Row]:
     workflow_id = client.create_workflow("bench throughput", chain_document(10))
-    ours = [flowyard_chains(client, env, workflow_id, concurrent).steps_per_second
-            for _ in range(runs)]
-    base = [baseline_runs.run_chains(env, concurrent, 10).steps_per_second for _ in range(runs)]
-    return [Row(f"2. throughput, {concurrent} x 10-node", median(ours), "steps/s", median(base),
-                ">= 0.5x baseline")]
+    ours, base = alternating(lambda: flowyard_chains(client, env, workflow_id, concurrent),
+                             lambda: baseline_runs.run_chains(env, concurrent, 10), runs)
+    return [Row(f"2. throughput, {concurrent} x 10-node",
+                median([s.steps_per_second for s in ours]), "steps/s",
+                median([s.steps_per_second for s in base]), ">= 0.5x baseline")]
 
 
 def rest_end_to_end(client: FlowyardClient, runs: int) -> list[Row]:
