@@ -139,7 +139,10 @@ def _claim_parameters(execution_id: uuid.UUID, lease_seconds: float, task_id: st
 def _claim_statement(expected_node: bool) -> str:
     """The claim's SQL; `expected_node` adds the message's node and version as conditions
     and returns the instance's row after the claimed step's columns."""
-    fence = ("AND e.node_id = %(node)s AND i.workflow_version_id = %(version)s"
+    # IS NOT DISTINCT FROM cannot use an index: with `=`, the planner of a young table may
+    # reach the instance through its version's index and filter every instance of it by id.
+    fence = ("AND e.node_id = %(node)s"
+             " AND i.workflow_version_id IS NOT DISTINCT FROM %(version)s"
              if expected_node else "")
     instance_columns = INSTANCE_ROW_COLUMNS if expected_node else "i.id, i.workflow_version_id"
     # Renamed: the driver's rows are named tuples, and `id` is taken by the step's.
