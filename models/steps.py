@@ -3,6 +3,12 @@
 Every transition names the status it expects (and, for a worker's writes, the attempt it
 claimed); zero rows returned means a duplicate or stale delivery and the caller must stop.
 Every time comparison uses the database clock (now()).
+
+The per-step statements find their rows by primary key and compare statuses (and the
+version) with IS NOT DISTINCT FROM: the same as `=` when one side is never null, but no
+index serves it. With `=`, the planner may prefer the status index (the statuses of live
+rows are rare values, so their estimate ties with the key's one row) and filter every
+pending or running row by id, on every step.
 """
 
 from __future__ import annotations
@@ -139,8 +145,6 @@ def _claim_parameters(execution_id: uuid.UUID, lease_seconds: float, task_id: st
 def _claim_statement(expected_node: bool) -> str:
     """The claim's SQL; `expected_node` adds the message's node and version as conditions
     and returns the instance's row after the claimed step's columns."""
-    # IS NOT DISTINCT FROM cannot use an index: with `=`, the planner of a young table may
-    # reach the instance through its version's index and filter every instance of it by id.
     fence = ("AND e.node_id = %(node)s"
              " AND i.workflow_version_id IS NOT DISTINCT FROM %(version)s"
              if expected_node else "")
@@ -153,11 +157,12 @@ def _claim_statement(expected_node: bool) -> str:
         WITH instance AS (
             UPDATE workflow_instances AS i SET current_step = e.node_id
               FROM workflow_executions AS e
-             WHERE e.id = %(id)s AND i.status = 'running'
+             WHERE e.id = %(id)s AND i.status IS NOT DISTINCT FROM 'running'
                -- A scalar subquery, so the instance is found by its primary key: joined on
                -- e.instance_id, the planner may scan every running instance instead.
                AND i.id = (SELECT instance_id FROM workflow_executions WHERE id = %(id)s)
-               AND e.status = 'pending' AND (e.run_after IS NULL OR e.run_after <= now())
+               AND e.status IS NOT DISTINCT FROM 'pending'
+               AND (e.run_after IS NULL OR e.run_after <= now())
                {fence}
          RETURNING {instance_columns}
         )
@@ -168,7 +173,8 @@ def _claim_statement(expected_node: bool) -> str:
                celery_task_id = %(task_id)s, run_after = NULL, updated_at = now(),
                input_data = %(input)s
           FROM instance, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-         WHERE e.id = %(id)s AND e.instance_id = instance.id AND e.status = 'pending'
+         WHERE e.id = %(id)s AND e.instance_id = instance.id
+           AND e.status IS NOT DISTINCT FROM 'pending'
            AND (e.run_after IS NULL OR e.run_after <= now())
      RETURNING e.id, e.instance_id, e.node_id, e.step_type, e.attempt,
                coalesce(e.retry_count, 0) AS retry_count,
@@ -224,7 +230,7 @@ def finish_step(
     """running|waiting -> completed|failed, fenced by attempt when given."""
     row = fetch_one(session, f"""
         UPDATE workflow_executions {_FINISH}
-         WHERE id = %(id)s AND status = %(expected)s
+         WHERE id = %(id)s AND status IS NOT DISTINCT FROM %(expected)s
            AND (CAST(%(attempt)s AS integer) IS NULL OR attempt = %(attempt)s)
      RETURNING id
     """, {"id": execution_id, "expected": expected_status, "new_status": new_status,
@@ -235,7 +241,7 @@ def finish_step(
 _COMPLETE_READING_STATES = f"""
     WITH finished AS (
         UPDATE workflow_executions {_FINISH}
-         WHERE id = %(id)s AND status = 'running' AND attempt = %(attempt)s
+         WHERE id = %(id)s AND status IS NOT DISTINCT FROM 'running' AND attempt = %(attempt)s
      RETURNING id, instance_id, node_id, status, selected_handle, output_data
     )
     SELECT id, node_id, status, selected_handle, output_data FROM finished
