@@ -361,17 +361,15 @@ def insert_steps(session: Executor, instance_id: uuid.UUID, steps: Sequence[NewS
                CASE WHEN n.passed_through THEN '{}'::jsonb END, now(),
                CASE WHEN n.status = 'pending' THEN now() END,
                CASE WHEN n.status <> 'pending' THEN now() END, 0, 0
-          FROM unnest(CAST(%(node_ids)s AS text[]), CAST(%(step_types)s AS text[]),
-                      CAST(%(statuses)s AS text[]), CAST(%(max_retries)s AS integer[]),
-                      CAST(%(handles)s AS text[]), CAST(%(passed_through)s AS boolean[]))
-               AS n(node_id, step_type, status, max_retries, handle, passed_through)
+          -- One JSON parameter: the driver dumps it for half the CPU of six typed arrays.
+          FROM jsonb_to_recordset(%(steps)s)
+               AS n(node_id text, step_type text, status text, max_retries integer,
+                    handle text, passed_through boolean)
         ON CONFLICT (instance_id, node_id) DO NOTHING
         RETURNING node_id, id
     """, {"instance_id": instance_id, "progress": progress,
-          "node_ids": [step.node_id for step in steps],
-          "step_types": [step.step_type for step in steps],
-          "statuses": [step.status for step in steps],
-          "max_retries": [step.max_retries for step in steps],
-          "handles": [step.handle for step in steps],
-          "passed_through": [step.passed_through for step in steps]})
+          "steps": jsonb([{"node_id": step.node_id, "step_type": step.step_type,
+                           "status": step.status, "max_retries": step.max_retries,
+                           "handle": step.handle, "passed_through": step.passed_through}
+                          for step in steps])})
     return {row[0]: row[1] for row in rows}
