@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from bench.environment import BenchEnvironment, processes
 
@@ -39,6 +41,12 @@ class FlowyardClient:
     def __post_init__(self) -> None:
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {self.token}"
+        # gunicorn closes a keep-alive connection idle for 2 s; a request sent on it as it
+        # closes is reset unread. Resend on a connection error (POST too: in a benchmark, a
+        # rare extra run is harmless, a failed scenario is not), never on an answer.
+        retry = Retry(total=2, connect=2, read=2, status=0, other=0, allowed_methods=None,
+                      raise_on_status=False)
+        self.http.mount("http://", HTTPAdapter(max_retries=retry))
 
     def post(self, path: str, body: Any) -> Any:
         response = self.http.post(f"{self.base_url}{path}", json=body, timeout=60)
