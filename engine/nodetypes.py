@@ -8,6 +8,7 @@ checked with secret references replaced by placeholders.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -65,6 +66,13 @@ def _with_placeholders(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _schema(schema_class: type[Schema]) -> Schema:
+    """One instance per config schema: loading keeps no state on it, building one per step
+    cost more than the load."""
+    return schema_class()
+
+
 @dataclass(frozen=True)
 class NodeType:
     """What the engine and the API know about a node type; `run` is set by the worker."""
@@ -88,7 +96,7 @@ class NodeType:
     def config_problems(self, config: Any) -> dict[str, Any]:
         """Marshmallow messages keyed by field; empty when the config is valid."""
         try:
-            self.config_schema().load(_with_placeholders(config))
+            _schema(self.config_schema).load(_with_placeholders(config))
         except ValidationError as error:
             messages = error.messages
             return dict(messages) if isinstance(messages, dict) else {"_schema": messages}
@@ -100,7 +108,7 @@ class NodeType:
         Raises: NodeConfigError.
         """
         try:
-            loaded = self.config_schema().load(dict(config))
+            loaded = _schema(self.config_schema).load(dict(config))
         except ValidationError as error:
             messages = error.messages
             raise NodeConfigError(
