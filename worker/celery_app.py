@@ -13,6 +13,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from models.settings import Settings
+from worker.broker import transport_for
 from worker.dispatch import queue_of, task_name
 from worker.notifications.tasks import register_notification_tasks
 from worker.runtime import WorkerRuntime, build_runtime
@@ -30,6 +31,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     always_events = settings.task_events == "always"
     return {
         "broker_url": broker,
+        "broker_transport": transport_for(broker),
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
