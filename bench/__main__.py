@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
             baseline_runs.run_chains(env, 2, 3, timeout=60)  # baseline warm-up
             steps: dict[str, Callable[[], list[Row]]] = {
                 "latency": lambda: scenarios.hop_latency(client, env, runs),
-                "throughput": lambda: scenarios.throughput(client, env, max(1, runs // 2),
+                "throughput": lambda: scenarios.throughput(client, env, runs,
                                                            10 if args.smoke else 50),
                 "rest": lambda: scenarios.rest_end_to_end(client, runs * 3),
                 "api": lambda: api_scenarios.api_under_load(client, 3 if args.smoke else 15),
