@@ -90,6 +90,9 @@ class WorkflowGraph:
         self._outgoing = {key: tuple(value) for key, value in outgoing.items()}
         self._order = {node.id: index for index, node in enumerate(by_id.values())}
         self._topological: tuple[str, ...] | None = None
+        # Planning reads step outputs only to evaluate edge conditions.
+        self.plans_with_outputs = any(edge.condition is not None
+                                      for edges in self._outgoing.values() for edge in edges)
 
     def node(self, node_id: str) -> Node:
         """The node with this id. Raises: KeyError when there is none."""

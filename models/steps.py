@@ -244,9 +244,12 @@ _COMPLETE_READING_STATES = f"""
          WHERE id = %(id)s AND status IS NOT DISTINCT FROM 'running' AND attempt = %(attempt)s
      RETURNING id, instance_id, node_id, status, selected_handle, output_data
     )
-    SELECT id, node_id, status, selected_handle, output_data FROM finished
+    SELECT id, node_id, status, selected_handle,
+           CASE WHEN %(outputs)s THEN output_data END AS output_data
+      FROM finished
     UNION ALL
-    SELECT e.id, e.node_id, e.status, e.selected_handle, e.output_data
+    SELECT e.id, e.node_id, e.status, e.selected_handle,
+           CASE WHEN %(outputs)s THEN e.output_data END
       FROM workflow_executions AS e
       JOIN finished AS f ON e.instance_id = f.instance_id AND e.id <> f.id
 """
@@ -254,7 +257,7 @@ _COMPLETE_READING_STATES = f"""
 
 def lock_instance_and_complete_step(
     executor: Executor, instance_id: uuid.UUID, execution_id: uuid.UUID, attempt: int,
-    output: Any, handle: str | None,
+    output: Any, handle: str | None, with_outputs: bool = True,
 ) -> tuple[InstanceRow | None, list[Any] | None]:
     """Lock the instance row, then complete the step (running -> completed, fenced by attempt).
 
@@ -262,13 +265,16 @@ def lock_instance_and_complete_step(
     (`models.instances.step_states_of`), the completed one as just written; the steps are
     None when the attempt was superseded (nothing changed). Both statements go out together
     with the transaction's BEGIN and run in that order (instance lock first, as every writer
-    takes them): one round trip instead of three.
+    takes them): one round trip instead of three. Without `with_outputs`, the steps' outputs
+    read as None: a plan without edge conditions never looks at them, and sending and
+    parsing every output of the instance on every step grew with the outputs' size.
     """
     locked, states = fetch_pipelined(executor, [
         (LOCK_INSTANCE_ROW, {"id": instance_id}),
         (_COMPLETE_READING_STATES, {"id": execution_id, "attempt": attempt,
                                     "new_status": "completed", "output": jsonb(output),
-                                    "handle": handle, "error": None}),
+                                    "handle": handle, "error": None,
+                                    "outputs": with_outputs}),
     ])
     instance = InstanceRow(*locked[0]) if locked else None
     return instance, (states or None)

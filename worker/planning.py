@@ -98,7 +98,11 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
     instance's steps for the plan, except when the step feeds a join with other parents:
     then only the join's progress is counted (see `advance`).
     """
-    if handle is None and _feeds_join(executor, runtime, claimed):
+    graph = None
+    if claimed.workflow_version_id is not None:
+        graph, _ = runtime.graphs.get(executor, claimed.workflow_version_id)
+    # Unknown graph: take the path that is right for every node.
+    if handle is None and (graph is None or _join_parents(graph, claimed.node_id) is not None):
         instance = lock_instance_row(executor, claimed.instance_id)
         if instance is None or not finish_step(
                 executor, claimed.id, expected_status=StepStatus.RUNNING.value,
@@ -107,17 +111,11 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
             return None
         return advance(executor, runtime, instance, completed_node=claimed.node_id)
     instance, steps = lock_instance_and_complete_step(
-        executor, claimed.instance_id, claimed.id, claimed.attempt, output, handle)
+        executor, claimed.instance_id, claimed.id, claimed.attempt, output, handle,
+        with_outputs=graph is None or graph.plans_with_outputs)
     if instance is None or steps is None:
         return None
     return advance(executor, runtime, instance, steps=steps)
-
-
-def _feeds_join(executor: Executor, runtime: WorkerRuntime, claimed: ClaimedStep) -> bool:
-    if claimed.workflow_version_id is None:
-        return True  # unknown graph: take the path that is right for every node
-    graph, _ = runtime.graphs.get(executor, claimed.workflow_version_id)
-    return _join_parents(graph, claimed.node_id) is not None
 
 
 def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstance,
@@ -126,7 +124,8 @@ def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstanc
 
     `completed_node`: the node whose step just completed with its default handle, if that is
     why we plan; lets a parent of a join that still waits skip the full plan. `steps`: the
-    instance's steps as `step_states_of` reads them, when the caller already has them.
+    instance's steps as `step_states_of` reads them, when the caller already has them (their
+    outputs may be None if the graph has no edge condition: nothing here reads them then).
     """
     if instance.status in FINAL_INSTANCE_STATUSES:
         # A late step of an instance that already ended (a parallel branch failed, or it

@@ -121,6 +121,19 @@ def test_graph_queries_use_enabled_edges_only() -> None:
     assert graph.cycles() == []
 
 
+def test_a_graph_plans_with_outputs_only_if_an_enabled_edge_has_a_condition() -> None:
+    nodes = [{"id": n, "type": "noop"} for n in "abc"]
+    plain = [{"id": "ab", "source": "a", "target": "b"},
+             {"id": "bc", "source": "b", "target": "c", "data": {"condition": "  "}}]
+    disabled = [*plain[:1], {"id": "bc", "source": "b", "target": "c",
+                             "data": {"condition": "output.ok", "enabled": False}}]
+    conditional = [*plain[:1], {"id": "bc", "source": "b", "target": "c",
+                                "data": {"condition": "output.ok"}}]
+    assert not parse_workflow(doc(nodes, plain)).plans_with_outputs
+    assert not parse_workflow(doc(nodes, disabled)).plans_with_outputs
+    assert parse_workflow(doc(nodes, conditional)).plans_with_outputs
+
+
 def test_topological_order_puts_every_edge_forward() -> None:
     nodes = [{"id": n, "type": "noop"} for n in ["z", "y", "x", "w"]]
     edges = [{"id": f"{s}{t}", "source": s, "target": t} for s, t in ["wz", "xy", "wx", "yz"]]
