@@ -1,7 +1,8 @@
 """The Celery app factory: settings in, an app with one task per node type out; no module app.
 
 Each node type is the task `flowyard.node.<type>` on queue `<type>` (or the type's own
-queue). Only step ids travel through Redis; the task claims the step in PostgreSQL.
+queue). Only ids travel through Redis (the step's, and its node's and workflow version's
+as keyword arguments); the task claims the step in PostgreSQL.
 """
 
 from __future__ import annotations
