@@ -13,10 +13,9 @@ pending or running row by id, on every step.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import TextClause, bindparam, text
@@ -185,7 +184,7 @@ def _claim_statement(expected_node: bool) -> str:
 
 _CLAIM = _claim_statement(expected_node=False)
 _CLAIM_EXPECTED = _claim_statement(expected_node=True)
-_CLAIMED_FIELDS = len(dataclasses.fields(ClaimedStep))
+_CLAIMED_FIELDS = len(fields(ClaimedStep))
 
 
 def heartbeat(session: Session, execution_id: uuid.UUID, attempt: int,

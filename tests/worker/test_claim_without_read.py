@@ -114,31 +114,24 @@ def test_both_paths_give_a_handler_the_same_context(contexts: Any,
     assert contexts_by_path[0] == contexts_by_path[1]
 
 
-def test_a_templated_config_is_read_and_rendered_first(contexts: Any,
-                                                       reads: ReadCounter) -> None:
+@pytest.mark.parametrize(("config", "named", "ran_with"), [
+    # A template: read and rendered first.
+    ({"ticket": "{{ input.ticket }}"}, "a", {"ticket": 7}),
+    # The message says "b" (whose config is empty); the step is "a", and runs as "a".
+    ({"mine": "a"}, "b", {"mine": "a"}),
+], ids=["templated-config", "message-names-another-node"])
+def test_a_delivery_that_cannot_skip_the_read_reads_first(
+        contexts: Any, reads: ReadCounter, config: dict[str, Any], named: str,
+        ran_with: dict[str, Any]) -> None:
     runtime, seen = contexts
-    workflow_id, instance_id = _chain(runtime, {"ticket": "{{ input.ticket }}"})
+    workflow_id, instance_id = _chain(runtime, config)
     try:
         first = steps(runtime, instance_id)["a"].id
-        assert execute_step(runtime, first, "t", _expected(runtime, instance_id, "a")) == "dict"
+        assert execute_step(runtime, first, "t", _expected(runtime, instance_id, named)) \
+            == "dict"
         assert reads.calls == 1
-        assert seen[-1][0] == {"ticket": 7}
-        assert steps(runtime, instance_id)["a"].input_data == {"ticket": 7}
-    finally:
-        cancel_open_instances(runtime, workflow_id)
-
-
-def test_a_message_naming_another_node_runs_the_step_it_names_by_id(
-        contexts: Any, reads: ReadCounter) -> None:
-    runtime, seen = contexts
-    workflow_id, instance_id = _chain(runtime, {"mine": "a"})
-    try:
-        first = steps(runtime, instance_id)["a"].id
-        # The message says "b" (whose config is empty); the step is "a".
-        assert execute_step(runtime, first, "t", _expected(runtime, instance_id, "b")) == "dict"
-        assert reads.calls == 1
-        assert seen[-1][0] == {"mine": "a"}
-        assert steps(runtime, instance_id)["a"].input_data == {"mine": "a"}
+        assert seen[-1][0] == ran_with
+        assert steps(runtime, instance_id)["a"].input_data == ran_with
     finally:
         cancel_open_instances(runtime, workflow_id)
 
