@@ -69,6 +69,16 @@ def run(executor: Executor, sql: str, params: Mapping[str, Any]) -> None:
         cursor.execute(sql, params)
 
 
+def run_with_begin(executor: Executor, sql: str, params: Mapping[str, Any]) -> None:
+    """`run` for a transaction's first statement: sent with its BEGIN, one round trip.
+
+    Outside pipeline mode the driver sends BEGIN on its own and waits for the answer.
+    """
+    driver = driver_connection(executor)
+    with driver.pipeline(), driver.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def jsonb(value: Any) -> Jsonb | None:
     """A JSONB parameter; None stays SQL NULL (not the JSON null)."""
     return None if value is None else Jsonb(value)

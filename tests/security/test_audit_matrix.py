@@ -69,3 +69,23 @@ def test_each_mutating_call_is_audited(
         else:
             assert response.status_code not in (401, 403)
             assert row.outcome in ("success", "failure")
+
+
+def test_an_audit_row_keeps_what_the_endpoint_named(
+    client: FlaskClient, token_for: Callable[..., Headers],
+    session_factory: sessionmaker[Session],
+) -> None:
+    headers = token_for("admin", name="audited-details")
+    document = {"nodes": [{"id": "a", "type": "noop", "position": {"x": 0, "y": 0},
+                           "data": {}}], "edges": []}
+    created = client.post("/api/workflows", headers=headers,
+                          json={"name": "audited details", "workflow_data": document})
+    assert created.status_code == 201, created.json
+    workflow_id = created.json["id"]
+    before = _last_id(session_factory)
+    started = client.post(f"/api/workflows/{workflow_id}/execute", headers=headers, json={})
+    assert started.status_code == 202, started.json
+    (row,) = _rows_after(session_factory, before)
+    assert (row.resource_type, row.resource_id) == ("workflow-instances", started.json["id"])
+    assert row.details == {"workflow_id": workflow_id, "created": True}
+    assert row.occurred_at is not None and row.id > before
