@@ -30,7 +30,7 @@ from models.instances import (
 from models.step_recovery import pending_steps_of
 from models.steps import StepRef
 from models.subworkflows import pending_children_of_running_parents
-from worker.planning import advance
+from worker.planning import Advance, advance
 from worker.runtime import WorkerRuntime
 
 
@@ -146,6 +146,51 @@ def admit_if_waiting(runtime: WorkerRuntime) -> int:
     return admit_and_dispatch(runtime)
 
 
+@dataclass(frozen=True)
+class NewAdmission:
+    """What `decide_new` decided for a new instance, to act on once its transaction commits."""
+
+    room_for_all: bool
+    started: StartedInstance | None = None
+    result: Advance | None = None
+
+
+def decide_new(executor: Executor, runtime: WorkerRuntime, instance_id: uuid.UUID,
+               version_id: uuid.UUID) -> NewAdmission:
+    """The decision of `admit_new`, in the caller's transaction; never commits.
+
+    The caller may have created the instance in this same transaction (the API does: one
+    commit for creating and starting it). The admission lock is held until that commit.
+    """
+    running, others_waiting = lock_admission_room(executor, instance_id)
+    if running + others_waiting >= runtime.settings.max_concurrent_workflows:
+        return NewAdmission(room_for_all=False)
+    timeout_ms = _timeout_ms(executor, runtime, version_id)
+    # None when a pass that held the lock before us started it (or it was cancelled
+    # meanwhile): nothing is left to do for it, and no full pass is needed.
+    started = start_pending_instance(executor, instance_id, timeout_ms / 1000)
+    result = advance(executor, runtime, started.row, steps=[]) if started else None
+    return NewAdmission(room_for_all=True, started=started, result=result)
+
+
+def after_new(runtime: WorkerRuntime, decision: NewAdmission) -> StartedInstance | None:
+    """Once `decide_new`'s transaction committed: send the first steps, or, when there was
+    no room for every pending instance, let a full pass decide. Returns what `admit_new`
+    does."""
+    from worker.orchestrator import AfterCommit, apply_after_commit
+
+    if not decision.room_for_all:
+        admit_and_dispatch(runtime)
+        return None
+    started, result = decision.started, decision.result
+    if started is None or result is None:
+        return None
+    apply_after_commit(runtime, AfterCommit(result.dispatch, [], result.finished))
+    if result.finished or result.progress != started.row.progress:
+        return None
+    return started
+
+
 def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,
               version_id: uuid.UUID | None) -> StartedInstance | None:
     """Admission right after an instance was created: start it at once when that is fair.
@@ -160,27 +205,9 @@ def admit_new(runtime: WorkerRuntime, instance_id: uuid.UUID,
     another pass started it first, or the plan ended it or moved its progress, so a caller
     showing its state must read it again.
     """
-    from worker.orchestrator import AfterCommit, apply_after_commit
-
     if version_id is None:
         admit_and_dispatch(runtime)
         return None
-    started = result = None
     with runtime.engine.begin() as connection:
-        running, others_waiting = lock_admission_room(connection, instance_id)
-        room_for_all = running + others_waiting < runtime.settings.max_concurrent_workflows
-        if room_for_all:
-            timeout_ms = _timeout_ms(connection, runtime, version_id)
-            # None when a pass that held the lock before us started it (or it was cancelled
-            # meanwhile): nothing is left to do for it, and no full pass is needed.
-            started = start_pending_instance(connection, instance_id, timeout_ms / 1000)
-            result = advance(connection, runtime, started.row, steps=[]) if started else None
-    if not room_for_all:
-        admit_and_dispatch(runtime)
-        return None
-    if started is None or result is None:
-        return None
-    apply_after_commit(runtime, AfterCommit(result.dispatch, [], result.finished))
-    if result.finished or result.progress != started.row.progress:
-        return None
-    return started
+        decision = decide_new(connection, runtime, instance_id, version_id)
+    return after_new(runtime, decision)

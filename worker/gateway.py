@@ -8,7 +8,7 @@ api/commands/ build workers and schedulers and are exempt. Nothing here adds beh
 from __future__ import annotations
 
 from worker import control
-from worker.admission import admit_and_dispatch, admit_new
+from worker.admission import admit_and_dispatch, admit_new, after_new, decide_new
 from worker.firing import LaunchRequest, fire_trigger
 from worker.launch import InactiveWorkflowError, UnknownWorkflowError, create_instance, launch
 from worker.nodes.approval import record_decision, resume_after_commit
@@ -22,8 +22,10 @@ __all__ = [
     "WorkerRuntime",
     "admit_and_dispatch",
     "admit_new",
+    "after_new",
     "control",
     "create_instance",
+    "decide_new",
     "fire_trigger",
     "launch",
     "load_node_types",

@@ -35,7 +35,14 @@ from models.approval import WorkflowApproval, WorkflowNotification
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import StartedInstance, steps_of
 from models.workflow import Workflow
-from worker.gateway import InactiveWorkflowError, admit_new, control, create_instance
+from worker.gateway import (
+    InactiveWorkflowError,
+    admit_new,
+    after_new,
+    control,
+    create_instance,
+    decide_new,
+)
 
 blp = Blueprint("instances", __name__, url_prefix="/api",
                 description="Workflow execution: start, monitor and control instances")
@@ -77,11 +84,17 @@ class Execute(MethodView):
                 body.get("idempotency_key"), "manual", "api")
         except InactiveWorkflowError as error:
             raise ConflictError(str(error)) from None
+        runtime = worker_runtime()
+        # Its start is decided in the transaction that creates it: one commit, not two.
+        admission = (decide_new(session.connection(), runtime, instance.id,
+                                instance.workflow_version_id)
+                     if created and instance.workflow_version_id is not None else None)
         session.commit()
         set_audit_resource("workflow-instances", instance.id,
                            {"workflow_id": str(workflow_id), "created": created})
         if created:
-            started = admit_new(worker_runtime(), instance.id, instance.workflow_version_id)
+            started = (after_new(runtime, admission) if admission is not None
+                       else admit_new(runtime, instance.id, instance.workflow_version_id))
             if started is None:
                 session.refresh(instance)
             else:
