@@ -83,6 +83,10 @@ class NodeType:
     default_handle: str | None = DEFAULT_HANDLE
     queue: str = ""
     expression_fields: tuple[str, ...] = ()
+    # The handler only computes its result from its config and context: no side effect, no
+    # wait, nothing a second run would repeat. Such a step may run before it is claimed,
+    # its claim and result then recorded in one transaction (it is never seen `running`).
+    pure: bool = False
     run: NodeRunner | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -225,15 +229,16 @@ class SubworkflowConfig(ConfigSchema):
 
 def _builtin_types() -> tuple[NodeType, ...]:
     return (
-        NodeType("trigger", EmptyConfig),
-        NodeType("noop", EmptyConfig),
-        NodeType("transform", TransformConfig),
+        NodeType("trigger", EmptyConfig, pure=True),
+        NodeType("noop", EmptyConfig, pure=True),
+        NodeType("transform", TransformConfig, pure=True),
         NodeType(
             "condition",
             ConditionConfig,
             handles=("true", "false"),
             default_handle=None,
             expression_fields=("expression",),
+            pure=True,
         ),
         NodeType("delay", DelayConfig),
         NodeType("http", HttpConfig),

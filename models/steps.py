@@ -74,21 +74,33 @@ class DeliveredStep:
     node_id: str
     step_type: str
     status: str
+    attempt: int
+    retry_count: int
+    max_retries: int
     instance: InstanceRow
+
+    def as_claimed(self) -> ClaimedStep:
+        """The step as claiming it now would make it (its next attempt)."""
+        return ClaimedStep(self.id, self.instance.id, self.node_id, self.step_type,
+                           self.attempt + 1, self.retry_count, self.max_retries,
+                           self.instance.workflow_version_id)
 
 
 def read_delivered_step(executor: Executor, execution_id: uuid.UUID) -> DeliveredStep | None:
     """The step with its instance, in one round trip (no lock: the claim re-checks both)."""
     row = fetch_one(executor, f"""
-        SELECT e.node_id, e.step_type, e.status, {INSTANCE_ROW_COLUMNS}
+        SELECT e.node_id, e.step_type, e.status, e.attempt,
+               coalesce(e.retry_count, 0) AS retry_count,
+               coalesce(e.max_retries, 0) AS max_retries, {INSTANCE_ROW_COLUMNS}
           FROM workflow_executions AS e
           JOIN workflow_instances AS i ON i.id = e.instance_id
          WHERE e.id = %(id)s
     """, {"id": execution_id})
     if row is None:
         return None
-    node_id, step_type, status, *instance = row
-    return DeliveredStep(execution_id, node_id, step_type, status, InstanceRow(*instance))
+    node_id, step_type, status, attempt, retry_count, max_retries, *instance = row
+    return DeliveredStep(execution_id, node_id, step_type, status, attempt, retry_count,
+                         max_retries, InstanceRow(*instance))
 
 
 def claim_step(
@@ -205,7 +217,7 @@ def heartbeat(session: Session, execution_id: uuid.UUID, attempt: int,
     return result is not None
 
 
-# What ending a step writes: `finish_step` and `lock_instance_and_complete_step` share it.
+# What ending a step writes: `finish_step` and the completions below share it.
 _FINISH = """
     SET status = %(new_status)s, output_data = %(output)s, selected_handle = %(handle)s,
         error_message = %(error)s, completed_at = now(), run_after = NULL,
@@ -237,12 +249,48 @@ def finish_step(
     return row is not None
 
 
-_COMPLETE_READING_STATES = f"""
-    WITH finished AS (
+@dataclass(frozen=True)
+class UnclaimedRun:
+    """A pure step's run, recorded straight from `pending`: it is never claimed, so never
+    `running`. What its claim would have written: the delivery's task id and the input."""
+
+    task_id: str | None
+    input_data: Any
+
+
+# The step row a completion writes, and the instance's current step when it was unclaimed.
+_FINISH_RUNNING = f"""
+    finished AS (
         UPDATE workflow_executions {_FINISH}
          WHERE id = %(id)s AND status IS NOT DISTINCT FROM 'running' AND attempt = %(attempt)s
      RETURNING id, instance_id, node_id, status, selected_handle, output_data
     )
+"""
+# Due and pending at the attempt before this one, as the claim checks it.
+_DUE = """e.status IS NOT DISTINCT FROM 'pending' AND e.attempt + 1 = %(attempt)s
+           AND (e.run_after IS NULL OR e.run_after <= now())"""
+_FINISH_UNCLAIMED = f"""
+    instance AS (
+        UPDATE workflow_instances AS i SET current_step = e.node_id
+          FROM workflow_executions AS e
+         WHERE i.id = %(instance_id)s AND i.status IS NOT DISTINCT FROM 'running'
+           AND e.id = %(id)s AND e.instance_id = i.id AND {_DUE}
+     RETURNING i.id
+    ),
+    finished AS (
+        UPDATE workflow_executions AS e
+           SET status = 'completed', attempt = %(attempt)s, started_at = now(),
+               heartbeat_at = now(), completed_at = now(), duration_ms = 0,
+               error_message = NULL, run_after = NULL, lease_expires_at = NULL,
+               celery_task_id = %(task_id)s, input_data = %(input)s,
+               output_data = %(output)s, selected_handle = %(handle)s, updated_at = now()
+          FROM instance
+         WHERE e.id = %(id)s AND e.instance_id = instance.id AND {_DUE}
+     RETURNING e.id, e.instance_id, e.node_id, e.status, e.selected_handle, e.output_data
+    )
+"""
+# Every step of the instance as planning reads them, the finished one as just written.
+_STATES_AFTER_FINISH = """
     SELECT id, node_id, status, selected_handle,
            CASE WHEN %(outputs)s THEN output_data END AS output_data
       FROM finished
@@ -252,11 +300,24 @@ _COMPLETE_READING_STATES = f"""
       FROM workflow_executions AS e
       JOIN finished AS f ON e.instance_id = f.instance_id AND e.id <> f.id
 """
+_COMPLETE_READING_STATES = f"WITH {_FINISH_RUNNING} {_STATES_AFTER_FINISH}"
+_COMPLETE_UNCLAIMED_READING_STATES = f"WITH {_FINISH_UNCLAIMED} {_STATES_AFTER_FINISH}"
+_COMPLETE_UNCLAIMED = f"WITH {_FINISH_UNCLAIMED} SELECT id FROM finished"
+
+
+def _completion_parameters(instance_id: uuid.UUID, execution_id: uuid.UUID, attempt: int,
+                           output: Any, handle: str | None,
+                           unclaimed: UnclaimedRun | None) -> dict[str, Any]:
+    return {"instance_id": instance_id, "id": execution_id, "attempt": attempt,
+            "new_status": "completed", "output": jsonb(output), "handle": handle,
+            "error": None, "task_id": unclaimed.task_id if unclaimed else None,
+            "input": jsonb(unclaimed.input_data) if unclaimed else None}
 
 
 def lock_instance_and_complete_step(
     executor: Executor, instance_id: uuid.UUID, execution_id: uuid.UUID, attempt: int,
     output: Any, handle: str | None, with_outputs: bool = True,
+    unclaimed: UnclaimedRun | None = None,
 ) -> tuple[InstanceRow | None, list[Any] | None]:
     """Lock the instance row, then complete the step (running -> completed, fenced by attempt).
 
@@ -267,16 +328,36 @@ def lock_instance_and_complete_step(
     takes them): one round trip instead of three. Without `with_outputs`, the steps' outputs
     read as None: a plan without edge conditions never looks at them, and sending and
     parsing every output of the instance on every step grew with the outputs' size.
+
+    With `unclaimed`, the step goes pending -> completed as `attempt` instead (a pure
+    step's run, see `complete_unclaimed_step`).
     """
+    parameters = _completion_parameters(instance_id, execution_id, attempt, output, handle,
+                                        unclaimed)
+    parameters["outputs"] = with_outputs
     locked, states = fetch_pipelined(executor, [
         (LOCK_INSTANCE_ROW, {"id": instance_id}),
-        (_COMPLETE_READING_STATES, {"id": execution_id, "attempt": attempt,
-                                    "new_status": "completed", "output": jsonb(output),
-                                    "handle": handle, "error": None,
-                                    "outputs": with_outputs}),
+        (_COMPLETE_UNCLAIMED_READING_STATES if unclaimed else _COMPLETE_READING_STATES,
+         parameters),
     ])
     instance = InstanceRow(*locked[0]) if locked else None
     return instance, (states or None)
+
+
+def complete_unclaimed_step(executor: Executor, instance_id: uuid.UUID,
+                            execution_id: uuid.UUID, attempt: int, output: Any,
+                            handle: str | None, unclaimed: UnclaimedRun) -> bool:
+    """pending -> completed as `attempt`, for a pure step whose handler already ran.
+
+    Claim and completion in one statement, under the instance lock the caller holds: only
+    when the step is due and pending at the attempt before `attempt`, and the instance
+    running (what the claim checks); the instance's current step becomes this node.
+    False when any of that is not so (nothing changed).
+    """
+    row = fetch_one(executor, _COMPLETE_UNCLAIMED,
+                    _completion_parameters(instance_id, execution_id, attempt, output, handle,
+                                           unclaimed))
+    return row is not None
 
 
 def schedule_retry(session: Executor, execution_id: uuid.UUID, attempt: int,

@@ -1,5 +1,8 @@
 """The step shell: claim -> run the handler -> record (fenced) -> plan -> commit -> dispatch.
 
+A pure step (no side effect, `NodeType.pure`) runs first instead, then is claimed and
+recorded in that one transaction.
+
 Owns the life of one step delivery and `finish_waiting_step`, the door through which
 approvals, subworkflows and timers resume a held step. Handlers run outside any
 transaction; every write is a conditional UPDATE fenced by the claimed attempt, so a
@@ -22,6 +25,7 @@ from models.instances import lock_instance, lock_instance_row
 from models.steps import (
     ClaimedStep,
     StepRef,
+    UnclaimedRun,
     claim_expected_step,
     claim_step,
     finish_step,
@@ -68,28 +72,70 @@ def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str |
 
     `expected`: what the task message says of the step, if anything. A step whose config
     reads nothing is then claimed at once; otherwise (or if the claim refuses) its delivery
-    reads first, then claims.
+    reads first, then claims. A pure step is read, run, then claimed and recorded together.
     """
     # Single statements on one connection, no BEGIN or COMMIT.
     with autocommit(runtime.engine) as connection:
         claim = _claim_without_reading(runtime, connection, execution_id, task_id, expected)
+        unclaimed = None
         if claim is None:
-            claim = _read_and_claim(runtime, connection, execution_id, task_id)
+            prepared = prepare_step(runtime, connection, execution_id)
+            if prepared is not None and prepared.runs_before_claim:
+                unclaimed = prepared
+            elif prepared is not None:
+                claim = _claim_prepared(runtime, connection, execution_id, task_id, prepared)
+    if unclaimed is not None:
+        return _run_unclaimed(runtime, task_id, unclaimed)
     if claim is None:
         log.info("step.stale_delivery", execution_id=str(execution_id))
         return "stale"
     claimed, prepared = claim
-    bound = log.bind(instance_id=str(claimed.instance_id), node_id=claimed.node_id,
-                     attempt=claimed.attempt)
     leases = runtime.lease_keeper()
     leases.hold(claimed.id, claimed.attempt)
     try:
         outcome = run_handler(runtime, claimed, prepared)
     finally:
         leases.release(claimed.id)
+    return _record_and_send(runtime, claimed, outcome)
+
+
+def _record_and_send(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -> str:
     after = record_outcome(runtime, claimed, outcome)
     apply_after_commit(runtime, after)
-    bound.info("step.done", outcome=type(outcome).__name__)
+    log.info("step.done", instance_id=str(claimed.instance_id), node_id=claimed.node_id,
+             attempt=claimed.attempt, outcome=type(outcome).__name__)
+    return type(outcome).__name__
+
+
+def _run_unclaimed(runtime: WorkerRuntime, task_id: str | None, prepared: PreparedStep) -> str:
+    """A pure step: run its handler first, then claim and complete it in one transaction.
+
+    No lease is held: the step is never `running`. The completion is fenced like a claim
+    (due, pending at the attempt read, instance running), so a duplicate delivery, or one
+    that lost a race, changes nothing. A failed run takes the ordinary path: claimed, then
+    recorded as any step's failure (a pure handler would only fail the same way again).
+    """
+    step = prepared.next_attempt
+    assert step is not None
+    outcome = run_handler(runtime, step, prepared)
+    if isinstance(outcome, (StepFailure, Suspend)):
+        with autocommit(runtime.engine) as connection:
+            claimed = claim_step(connection, step.id, runtime.settings.step_lease_seconds,
+                                 task_id, input_data=_input_record(prepared))
+        if claimed is None:
+            log.info("step.stale_delivery", execution_id=str(step.id))
+            return "stale"
+        return _record_and_send(runtime, claimed, outcome)
+    result = outcome if isinstance(outcome, NodeResult) else NodeResult(outcome)
+    with runtime.engine.begin() as connection:
+        advanced = complete_and_advance(connection, runtime, step, result.output, result.handle,
+                                        UnclaimedRun(task_id, _input_record(prepared)))
+    if advanced is None:
+        log.info("step.stale_delivery", execution_id=str(step.id))
+        return "stale"
+    apply_after_commit(runtime, AfterCommit(advanced.dispatch, [], advanced.finished))
+    log.info("step.done", instance_id=str(step.instance_id), node_id=step.node_id,
+             attempt=step.attempt, outcome=type(outcome).__name__)
     return type(outcome).__name__
 
 
@@ -97,8 +143,11 @@ def _claim_without_reading(runtime: WorkerRuntime, connection: Executor,
                            execution_id: uuid.UUID, task_id: str | None,
                            expected: ExpectedNode | None,
                            ) -> tuple[ClaimedStep, PreparedStep] | None:
-    """One round trip, when the message names the node and its config reads nothing."""
-    if expected is None:
+    """One round trip, when the message names the node and its config reads nothing.
+
+    Not for a pure type: its delivery reads, then claims and completes in one transaction.
+    """
+    if expected is None or getattr(runtime.node_types.get(expected.step_type), "pure", False):
         return None
     config = config_without_reads(runtime, connection, expected)
     if config is None:
@@ -113,12 +162,10 @@ def _claim_without_reading(runtime: WorkerRuntime, connection: Executor,
     return claimed, prepared_after_claim(runtime, claimed, instance, config)
 
 
-def _read_and_claim(runtime: WorkerRuntime, connection: Executor, execution_id: uuid.UUID,
-                    task_id: str | None) -> tuple[ClaimedStep, PreparedStep] | None:
-    """Read the step and its instance, render its config, then claim it."""
-    prepared = prepare_step(runtime, connection, execution_id)
-    if prepared is None:
-        return None
+def _claim_prepared(runtime: WorkerRuntime, connection: Executor, execution_id: uuid.UUID,
+                    task_id: str | None,
+                    prepared: PreparedStep) -> tuple[ClaimedStep, PreparedStep] | None:
+    """Claim a step read and rendered before (`prepare_step`)."""
     claimed = claim_step(connection, execution_id, runtime.settings.step_lease_seconds,
                          task_id, input_data=_input_record(prepared))
     return None if claimed is None else (claimed, prepared)

@@ -33,6 +33,8 @@ from models.steps import (
     ClaimedStep,
     NewStep,
     StepRef,
+    UnclaimedRun,
+    complete_unclaimed_step,
     finish_step,
     insert_steps,
     lock_instance_and_complete_step,
@@ -90,13 +92,15 @@ def nodes_context(steps: Sequence[Any]) -> dict[str, Any]:
 
 
 def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: ClaimedStep,
-                         output: Any, handle: str | None) -> Advance | None:
+                         output: Any, handle: str | None,
+                         unclaimed: UnclaimedRun | None = None) -> Advance | None:
     """Lock the instance, record a running step's completion (fenced by attempt), then plan.
 
     None when the attempt was superseded or the instance is gone (nothing changed). The
     lock and the completion go out in one round trip, the completion returning the
     instance's steps for the plan, except when the step feeds a join with other parents:
-    then only the join's progress is counted (see `advance`).
+    then only the join's progress is counted (see `advance`). With `unclaimed`, the step
+    was never claimed: it goes pending -> completed as `claimed.attempt` (a pure step).
     """
     graph = None
     if claimed.workflow_version_id is not None:
@@ -104,18 +108,26 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
     # Unknown graph: take the path that is right for every node.
     if handle is None and (graph is None or _join_parents(graph, claimed.node_id) is not None):
         instance = lock_instance_row(executor, claimed.instance_id)
-        if instance is None or not finish_step(
-                executor, claimed.id, expected_status=StepStatus.RUNNING.value,
-                new_status=StepStatus.COMPLETED.value, output=output, handle=None, error=None,
-                attempt=claimed.attempt):
+        if instance is None or not _complete(executor, claimed, output, unclaimed):
             return None
         return advance(executor, runtime, instance, completed_node=claimed.node_id)
     instance, steps = lock_instance_and_complete_step(
         executor, claimed.instance_id, claimed.id, claimed.attempt, output, handle,
-        with_outputs=graph is None or graph.plans_with_outputs)
+        with_outputs=graph is None or graph.plans_with_outputs, unclaimed=unclaimed)
     if instance is None or steps is None:
         return None
     return advance(executor, runtime, instance, steps=steps)
+
+
+def _complete(executor: Executor, claimed: ClaimedStep, output: Any,
+              unclaimed: UnclaimedRun | None) -> bool:
+    """Record a completion with the default handle; the caller holds the instance lock."""
+    if unclaimed is not None:
+        return complete_unclaimed_step(executor, claimed.instance_id, claimed.id,
+                                       claimed.attempt, output, None, unclaimed)
+    return finish_step(executor, claimed.id, expected_status=StepStatus.RUNNING.value,
+                       new_status=StepStatus.COMPLETED.value, output=output, handle=None,
+                       error=None, attempt=claimed.attempt)
 
 
 def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstance,

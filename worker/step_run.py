@@ -74,6 +74,14 @@ class PreparedStep:
     node_type: Any
     rendered: Any
     render_error: Exception | None = None
+    # The step as claiming it now would make it, when it was read before any claim.
+    next_attempt: ClaimedStep | None = None
+
+    @property
+    def runs_before_claim(self) -> bool:
+        """Whether this is a pure step, read and rendered: its handler may run unclaimed."""
+        return (self.next_attempt is not None and self.render_error is None
+                and bool(getattr(self.node_type, "pure", False)))
 
 
 @dataclass(frozen=True)
@@ -123,11 +131,12 @@ def prepare_step(runtime: WorkerRuntime, executor: Executor,
         # Most steps never look at other nodes' outputs: read them only if the handler does.
         nodes = LazyNodes(runtime.session_factory, instance.id)
     context = _context(runtime, execution_id, delivered.node_id, instance, nodes)
+    next_attempt = delivered.as_claimed()
     try:
         rendered = _render(node_type, raw_config, context.expressions)
     except ExpressionError as error:
-        return PreparedStep(context, node_type, raw_config, error)
-    return PreparedStep(context, node_type, rendered)
+        return PreparedStep(context, node_type, raw_config, error, next_attempt)
+    return PreparedStep(context, node_type, rendered, next_attempt=next_attempt)
 
 
 def config_without_reads(runtime: WorkerRuntime, executor: Executor,

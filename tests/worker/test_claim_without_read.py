@@ -46,14 +46,17 @@ class AnyConfig(Schema):
 
 @pytest.fixture
 def contexts(runtime: Any) -> Any:
-    """A runtime whose noop takes any config and records the config and context it ran with."""
+    """A runtime whose noop takes any config and records the config and context it ran with.
+
+    Not pure: a pure type's delivery always reads (tests/worker/test_pure_steps.py).
+    """
     seen: list[Any] = []
 
     def capture(config: dict[str, Any], context: Any) -> Any:
         seen.append((config, context))
         return {}
 
-    noop = dataclasses.replace(with_run("noop", capture), config_schema=AnyConfig)
+    noop = dataclasses.replace(with_run("noop", capture), config_schema=AnyConfig, pure=False)
     return dataclasses.replace(runtime, node_types={**runtime.node_types, "noop": noop}), seen
 
 
