@@ -18,11 +18,16 @@ from models.steps import StepRef
 
 
 def pending_steps_of(session: Session, instance_id: uuid.UUID) -> list[StepRef]:
-    """Pending, due steps of one instance, marked as dispatched now."""
+    """Pending, due steps of one instance, marked as dispatched now.
+
+    The status is compared with IS NOT DISTINCT FROM so that only the instance's index
+    serves it (models/steps.py says why): the status index also lists every earlier row
+    version of every step that was once pending, and was scanned whole on each call.
+    """
     rows = session.execute(
         text("""
             UPDATE workflow_executions SET dispatched_at = now()
-             WHERE instance_id = :iid AND status = 'pending'
+             WHERE instance_id = :iid AND status IS NOT DISTINCT FROM 'pending'
                AND (run_after IS NULL OR run_after <= now())
          RETURNING id, instance_id, node_id, step_type
         """),
