@@ -134,14 +134,17 @@ def decided_counts(session: Executor, instance_id: uuid.UUID,
                    node_ids: Sequence[str]) -> tuple[int, int]:
     """How many steps of the instance are decided, and how many of those are in `node_ids`."""
     # A join, not `node_id = ANY(:ids)`: with a thousand parents that array is searched
-    # linearly for every row (a prepared statement's generic plan does not hash it).
+    # linearly for every row (a prepared statement's generic plan does not hash it). The
+    # statuses filter the aggregate, not the scan: in WHERE, the planner may AND the
+    # instance's index with the status index, which lists every row version of every step
+    # once completed, of every instance (6 ms a call on a table of 37k step rows).
     row = fetch_one(session, """
-        SELECT count(*) AS decided,
-               count(*) FILTER (WHERE e.node_id IN (
+        SELECT count(*) FILTER (WHERE e.decided) AS decided,
+               count(*) FILTER (WHERE e.decided AND e.node_id IN (
                    SELECT p.node_id FROM unnest(CAST(%(node_ids)s AS text[])) AS p(node_id)))
                    AS parents_decided
-          FROM workflow_executions AS e
-         WHERE e.instance_id = %(iid)s AND e.status IN ('completed', 'failed', 'skipped')
+          FROM (SELECT node_id, status IN ('completed', 'failed', 'skipped') AS decided
+                  FROM workflow_executions WHERE instance_id = %(iid)s) AS e
     """, {"iid": instance_id, "node_ids": list(node_ids)})
     assert row is not None
     return int(row[0]), int(row[1])
