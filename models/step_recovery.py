@@ -2,7 +2,9 @@
 
 Finds pending steps never sent (or whose timer is due), running steps whose lease expired
 or whose delay is over, and changes them only with conditional UPDATEs fenced like every
-other transition (models/steps.py). Never commits.
+other transition (models/steps.py). Never commits. Statements about one instance's steps
+compare a status with IS NOT DISTINCT FROM, so only the instance's index serves them (see
+`pending_steps_of`).
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ def skip_pending_steps(executor: Executor, instance_id: uuid.UUID, reason: str) 
         UPDATE workflow_executions
            SET status = 'skipped', error_message = %(reason)s, completed_at = now(),
                run_after = NULL, updated_at = now()
-         WHERE instance_id = %(iid)s AND status = 'pending'
+         WHERE instance_id = %(iid)s AND status IS NOT DISTINCT FROM 'pending'
      RETURNING id
     """, {"iid": instance_id, "reason": reason})
     return len(rows)
@@ -150,7 +152,8 @@ def reset_for_retry(session: Session, instance_id: uuid.UUID) -> int:
     session.execute(
         text("""
             DELETE FROM workflow_executions
-             WHERE instance_id = :iid AND status = 'skipped' AND selected_handle IS NULL
+             WHERE instance_id = :iid AND status IS NOT DISTINCT FROM 'skipped'
+               AND selected_handle IS NULL
         """),
         {"iid": instance_id},
     )
@@ -161,7 +164,7 @@ def reset_for_retry(session: Session, instance_id: uuid.UUID) -> int:
                    output_data = NULL, completed_at = NULL, run_after = NULL,
                    selected_handle = NULL, queued_at = now(), dispatched_at = NULL,
                    duration_ms = NULL, updated_at = now()
-             WHERE instance_id = :iid AND status = 'failed'
+             WHERE instance_id = :iid AND status IS NOT DISTINCT FROM 'failed'
          RETURNING id
         """),
         {"iid": instance_id},
