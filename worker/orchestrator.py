@@ -1,7 +1,7 @@
 """The step shell: claim -> run the handler -> record (fenced) -> plan -> commit -> dispatch.
 
 A pure step (no side effect, `NodeType.pure`) runs first instead, then is claimed and
-recorded in that one transaction.
+recorded in one transaction.
 
 Owns the life of one step delivery and `finish_waiting_step`, the door through which
 approvals, subworkflows and timers resume a held step. Handlers run outside any
