@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -50,7 +51,18 @@ def _header() -> None:
           f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
 
 
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM unwind the run, so it still stops its processes and drops its database.
+
+    By default SIGTERM ends Python at once, skipping the cleanup of the `with` blocks: the
+    workers of a terminated run lived on and took the next run's tasks from the same Redis
+    index.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str]) -> int:
+    _exit_on_sigterm()
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--smoke", action="store_true", help="few iterations, for CI")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))

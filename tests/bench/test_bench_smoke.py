@@ -23,3 +23,37 @@ def test_bench_smoke_run_reports_every_scenario() -> None:
                      "4. first page of", "5. fan-out/fan-in", "5. worker RSS",
                      "save 1000 nodes / 5000 edges"):
         assert scenario in result.stdout, f"{scenario!r} missing from:\n{result.stdout}"
+
+
+@pytest.mark.slow
+def test_a_terminated_run_stops_every_process_it_started() -> None:
+    import signal
+    import time
+
+    import psutil
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    runner = subprocess.Popen([sys.executable, "-m", "bench", "--smoke", "--only", "fan"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        assert runner.stdout is not None
+        # The cluster is up once the first scenario starts.
+        for line in runner.stdout:
+            if line.startswith("running fan"):
+                break
+        else:
+            pytest.fail("the bench ended before its cluster started")
+        started = psutil.Process(runner.pid).children(recursive=True)
+        assert len(started) >= 5  # API, workers, scheduler, baseline workers
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    deadline = time.monotonic() + 30
+    alive = started
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.2)
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
