@@ -87,8 +87,7 @@ def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str |
     if unclaimed is not None:
         return _run_unclaimed(runtime, task_id, unclaimed)
     if claim is None:
-        log.info("step.stale_delivery", execution_id=str(execution_id))
-        return "stale"
+        return _stale(execution_id)
     claimed, prepared = claim
     leases = runtime.lease_keeper()
     leases.hold(claimed.id, claimed.attempt)
@@ -100,11 +99,19 @@ def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str |
 
 
 def _record_and_send(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -> str:
-    after = record_outcome(runtime, claimed, outcome)
-    apply_after_commit(runtime, after)
-    log.info("step.done", instance_id=str(claimed.instance_id), node_id=claimed.node_id,
-             attempt=claimed.attempt, outcome=type(outcome).__name__)
+    apply_after_commit(runtime, record_outcome(runtime, claimed, outcome))
+    return _done(claimed, outcome)
+
+
+def _done(step: ClaimedStep, outcome: Any) -> str:
+    log.info("step.done", instance_id=str(step.instance_id), node_id=step.node_id,
+             attempt=step.attempt, outcome=type(outcome).__name__)
     return type(outcome).__name__
+
+
+def _stale(execution_id: uuid.UUID) -> str:
+    log.info("step.stale_delivery", execution_id=str(execution_id))
+    return "stale"
 
 
 def _run_unclaimed(runtime: WorkerRuntime, task_id: str | None, prepared: PreparedStep) -> str:
@@ -120,23 +127,15 @@ def _run_unclaimed(runtime: WorkerRuntime, task_id: str | None, prepared: Prepar
     outcome = run_handler(runtime, step, prepared)
     if isinstance(outcome, (StepFailure, Suspend)):
         with autocommit(runtime.engine) as connection:
-            claimed = claim_step(connection, step.id, runtime.settings.step_lease_seconds,
-                                 task_id, input_data=_input_record(prepared))
-        if claimed is None:
-            log.info("step.stale_delivery", execution_id=str(step.id))
-            return "stale"
-        return _record_and_send(runtime, claimed, outcome)
-    result = outcome if isinstance(outcome, NodeResult) else NodeResult(outcome)
+            claim = _claim_prepared(runtime, connection, step.id, task_id, prepared)
+        return _stale(step.id) if claim is None else _record_and_send(runtime, claim[0], outcome)
     with runtime.engine.begin() as connection:
-        advanced = complete_and_advance(connection, runtime, step, result.output, result.handle,
-                                        UnclaimedRun(task_id, _input_record(prepared)))
-    if advanced is None:
-        log.info("step.stale_delivery", execution_id=str(step.id))
-        return "stale"
-    apply_after_commit(runtime, AfterCommit(advanced.dispatch, [], advanced.finished))
-    log.info("step.done", instance_id=str(step.instance_id), node_id=step.node_id,
-             attempt=step.attempt, outcome=type(outcome).__name__)
-    return type(outcome).__name__
+        after = _record_result(connection, runtime, step, outcome,
+                               UnclaimedRun(task_id, _input_record(prepared)))
+    if after is None:
+        return _stale(step.id)
+    apply_after_commit(runtime, after)
+    return _done(step, outcome)
 
 
 def _claim_without_reading(runtime: WorkerRuntime, connection: Executor,
@@ -189,14 +188,24 @@ def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -
                 return _record_failure(connection, runtime, instance, claimed, outcome)
             _suspend(connection, claimed, outcome)
             return NOTHING
-        result = outcome if isinstance(outcome, NodeResult) else NodeResult(outcome)
-        advanced = complete_and_advance(connection, runtime, claimed, result.output,
-                                        result.handle)
-        if advanced is None:
+        after = _record_result(connection, runtime, claimed, outcome)
+        if after is None:
             log.warning("step.superseded", execution_id=str(claimed.id),
                         attempt=claimed.attempt)
             return NOTHING
-        return AfterCommit(advanced.dispatch, [], advanced.finished)
+        return after
+
+
+def _record_result(connection: Executor, runtime: WorkerRuntime, claimed: ClaimedStep,
+                   outcome: Any, unclaimed: UnclaimedRun | None = None) -> AfterCommit | None:
+    """Complete the step with the handler's result and plan, in the caller's transaction.
+
+    None when the step was not as the write expected it (nothing changed).
+    """
+    result = outcome if isinstance(outcome, NodeResult) else NodeResult(outcome)
+    advanced = complete_and_advance(connection, runtime, claimed, result.output, result.handle,
+                                    unclaimed)
+    return None if advanced is None else AfterCommit(advanced.dispatch, [], advanced.finished)
 
 
 def _suspend(session: Executor, claimed: ClaimedStep, outcome: Suspend) -> None:
