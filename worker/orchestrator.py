@@ -41,6 +41,7 @@ from worker.step_run import (
     PreparedStep,
     StepFailure,
     config_without_reads,
+    is_pure,
     prepare_step,
     prepared_after_claim,
     run_handler,
@@ -146,7 +147,7 @@ def _claim_without_reading(runtime: WorkerRuntime, connection: Executor,
 
     Not for a pure type: its delivery reads, then claims and completes in one transaction.
     """
-    if expected is None or getattr(runtime.node_types.get(expected.step_type), "pure", False):
+    if expected is None or is_pure(runtime.node_types.get(expected.step_type)):
         return None
     config = config_without_reads(runtime, connection, expected)
     if config is None:

@@ -81,7 +81,12 @@ class PreparedStep:
     def runs_before_claim(self) -> bool:
         """Whether this is a pure step, read and rendered: its handler may run unclaimed."""
         return (self.next_attempt is not None and self.render_error is None
-                and bool(getattr(self.node_type, "pure", False)))
+                and is_pure(self.node_type))
+
+
+def is_pure(node_type: Any) -> bool:
+    """Whether the type (None when not installed) promises a side-effect-free handler."""
+    return bool(getattr(node_type, "pure", False))
 
 
 @dataclass(frozen=True)
