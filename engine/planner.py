@@ -270,6 +270,39 @@ def plan(
     return planner.result()
 
 
+def ready_after_completion(
+    graph: WorkflowGraph,
+    node_id: str,
+    selected_handle: str | None = None,
+    registry: Mapping[str, NodeType] | None = None,
+) -> tuple[str, ...] | None:
+    """What `plan` makes ready when `node_id` completes, if that depends on nothing else.
+
+    So when every enabled edge out of the node is taken whatever the instance holds: it has
+    no condition and its handle is the selected one (`selected_handle`, else the type's
+    default), and it leads to an enabled node with no other incoming edge. Each target is
+    then decided by this edge alone, and ready. None otherwise (no edge out, so the
+    instance may end; a condition, an edge of another handle, a join, or a disabled
+    target whose passthrough cascades): plan in full.
+
+    Relies on the instance having been planned to a fixpoint before this completion, as
+    the orchestrator keeps it: then nothing but these targets becomes decidable. A target
+    that already has a step is not decided again; the caller must then plan in full.
+    """
+    edges = graph.outgoing(node_id)
+    if not edges:
+        return None
+    default = default_handle(graph.node(node_id).type, registry or BUILTIN_NODE_TYPES)
+    selected = selected_handle or default
+    for edge in edges:
+        handle = edge.source_handle or default
+        if edge.condition is not None or handle in (None, ERROR_HANDLE) or handle != selected:
+            return None
+        if len(graph.incoming(edge.target)) != 1 or not graph.node(edge.target).enabled:
+            return None
+    return graph.document_order(edge.target for edge in edges)
+
+
 def instance_output(graph: WorkflowGraph, steps: Mapping[str, StepState]) -> dict[str, Any]:
     """A completed instance's output: each completed leaf node -> its output."""
     return {

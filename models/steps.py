@@ -269,6 +269,14 @@ _FINISH_RUNNING = f"""
 # Due and pending at the attempt before this one, as the claim checks it.
 _DUE = """e.status IS NOT DISTINCT FROM 'pending' AND e.attempt + 1 = %(attempt)s
            AND (e.run_after IS NULL OR e.run_after <= now())"""
+# What an unclaimed (pure) step's completion writes: its claim and its result at once.
+_FINISH_FROM_PENDING = """
+    SET status = 'completed', attempt = %(attempt)s, started_at = now(),
+        heartbeat_at = now(), completed_at = now(), duration_ms = 0,
+        error_message = NULL, run_after = NULL, lease_expires_at = NULL,
+        celery_task_id = %(task_id)s, input_data = %(input)s,
+        output_data = %(output)s, selected_handle = %(handle)s, updated_at = now()
+"""
 _FINISH_UNCLAIMED = f"""
     instance AS (
         UPDATE workflow_instances AS i SET current_step = e.node_id
@@ -278,12 +286,7 @@ _FINISH_UNCLAIMED = f"""
      RETURNING i.id
     ),
     finished AS (
-        UPDATE workflow_executions AS e
-           SET status = 'completed', attempt = %(attempt)s, started_at = now(),
-               heartbeat_at = now(), completed_at = now(), duration_ms = 0,
-               error_message = NULL, run_after = NULL, lease_expires_at = NULL,
-               celery_task_id = %(task_id)s, input_data = %(input)s,
-               output_data = %(output)s, selected_handle = %(handle)s, updated_at = now()
+        UPDATE workflow_executions AS e {_FINISH_FROM_PENDING}
           FROM instance
          WHERE e.id = %(id)s AND e.instance_id = instance.id AND {_DUE}
      RETURNING e.id, e.instance_id, e.node_id, e.status, e.selected_handle, e.output_data
@@ -342,6 +345,107 @@ def lock_instance_and_complete_step(
     ])
     instance = InstanceRow(*locked[0]) if locked else None
     return instance, (states or None)
+
+
+@dataclass(frozen=True)
+class StartedSuccessors:
+    """What `lock_instance_and_complete_step_starting` wrote besides the completion."""
+
+    progress: int
+    # The successors' new step ids by node id (one that had a step already is missing).
+    inserted: dict[str, uuid.UUID]
+
+
+# Only while the instance runs: otherwise the caller completes the step the ordinary way.
+_INSTANCE_RUNS = """EXISTS (SELECT 1 FROM workflow_instances
+                    WHERE id = %(instance_id)s AND status IS NOT DISTINCT FROM 'running')"""
+
+
+def _complete_starting_statement(unclaimed: bool) -> str:
+    """The completion, its successors' rows and the instance's progress, in one statement.
+
+    Data-modifying CTEs all see the snapshot the statement started with, taken after the
+    caller's instance lock: the completed step still counts as undecided there, hence the
+    `+ 1`, and the new pending rows would not count anyway.
+    """
+    finish = (f"{_FINISH_FROM_PENDING} WHERE e.id = %(id)s AND {_DUE}" if unclaimed else
+              f"""{_FINISH} WHERE e.id = %(id)s AND e.status IS NOT DISTINCT FROM 'running'
+                                AND e.attempt = %(attempt)s""")
+    return f"""
+        WITH finished AS (
+            UPDATE workflow_executions AS e {finish}
+               AND e.instance_id = %(instance_id)s AND {_INSTANCE_RUNS}
+         RETURNING e.instance_id, e.node_id
+        ),
+        inserted AS (
+            INSERT INTO workflow_executions
+                (instance_id, node_id, step_type, status, max_retries, queued_at,
+                 dispatched_at, attempt, retry_count)
+            SELECT f.instance_id, n.node_id, n.step_type, 'pending', n.max_retries, now(),
+                   now(), 0, 0
+              FROM finished AS f,
+                   jsonb_to_recordset(%(steps)s)
+                   AS n(node_id text, step_type text, max_retries integer)
+            ON CONFLICT (instance_id, node_id) DO NOTHING
+         RETURNING node_id, id
+        ),
+        progress AS (
+            SELECT f.instance_id, f.node_id,
+                   100 * (count(*) FILTER (WHERE e.status IN ('completed', 'failed', 'skipped'))
+                          + 1) / %(node_count)s AS value
+              FROM finished AS f
+              JOIN workflow_executions AS e ON e.instance_id = f.instance_id
+             GROUP BY f.instance_id, f.node_id
+        ),
+        progressed AS (
+            UPDATE workflow_instances AS i
+               SET progress = p.value,
+                   updated_at = CASE WHEN i.progress IS DISTINCT FROM p.value
+                                     THEN now() ELSE i.updated_at END,
+                   current_step = {"p.node_id" if unclaimed else "i.current_step"}
+              FROM progress AS p
+             WHERE i.id = p.instance_id
+               AND {"TRUE" if unclaimed else "i.progress IS DISTINCT FROM p.value"}
+        )
+        SELECT p.value AS progress, ins.node_id, ins.id
+          FROM progress AS p LEFT JOIN inserted AS ins ON TRUE
+    """
+
+
+_COMPLETE_STARTING = _complete_starting_statement(unclaimed=False)
+_COMPLETE_UNCLAIMED_STARTING = _complete_starting_statement(unclaimed=True)
+
+
+def lock_instance_and_complete_step_starting(
+    executor: Executor, instance_id: uuid.UUID, execution_id: uuid.UUID, attempt: int,
+    output: Any, handle: str | None, successors: Sequence[NewStep], node_count: int,
+    unclaimed: UnclaimedRun | None = None,
+) -> tuple[InstanceRow | None, StartedSuccessors | None]:
+    """Lock the instance, complete the step and insert its `successors` as pending steps.
+
+    For a completion whose successors the graph alone decides
+    (`engine.planner.ready_after_completion`): nothing is left to plan, so the completion,
+    the new steps and the instance's progress (out of `node_count` nodes) are one
+    statement, sent with the lock and the BEGIN: one round trip. The completion is fenced
+    as `lock_instance_and_complete_step`'s is, and on the instance running; the locked
+    instance is returned either way. None for the successors when the step was not
+    completed: it was stale, or the instance is not running (nothing changed but the lock).
+    """
+    parameters = _completion_parameters(instance_id, execution_id, attempt, output, handle,
+                                        unclaimed)
+    parameters.update(node_count=node_count, steps=jsonb([
+        {"node_id": step.node_id, "step_type": step.step_type, "max_retries": step.max_retries}
+        for step in successors]))
+    locked, rows = fetch_pipelined(executor, [
+        (LOCK_INSTANCE_ROW, {"id": instance_id}),
+        (_COMPLETE_UNCLAIMED_STARTING if unclaimed else _COMPLETE_STARTING, parameters),
+    ])
+    instance = InstanceRow(*locked[0]) if locked else None
+    if not rows:
+        return instance, None
+    progress = rows[0][0]
+    return instance, StartedSuccessors(progress, {node_id: step_id for _, node_id, step_id in rows
+                                                  if node_id is not None})
 
 
 def complete_unclaimed_step(executor: Executor, instance_id: uuid.UUID,

@@ -38,6 +38,7 @@ from models.steps import (
     finish_step,
     insert_steps,
     lock_instance_and_complete_step,
+    lock_instance_and_complete_step_starting,
 )
 from worker.notifications.notices import finish_notices_wanted, notify_instance_finished
 from worker.runtime import WorkerRuntime
@@ -105,10 +106,15 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
     graph = None
     if claimed.workflow_version_id is not None:
         graph, _ = runtime.graphs.get(executor, claimed.workflow_version_id)
+        ready = planner.ready_after_completion(graph, claimed.node_id, handle,
+                                               runtime.node_types)
+        if ready is not None:
+            return _complete_starting(executor, runtime, graph, claimed, output, handle, ready,
+                                      unclaimed)
     # Unknown graph: take the path that is right for every node.
     if handle is None and (graph is None or _join_parents(graph, claimed.node_id) is not None):
         instance = lock_instance_row(executor, claimed.instance_id)
-        if instance is None or not _complete(executor, claimed, output, unclaimed):
+        if instance is None or not _complete(executor, claimed, output, None, unclaimed):
             return None
         return advance(executor, runtime, instance, completed_node=claimed.node_id)
     instance, steps = lock_instance_and_complete_step(
@@ -119,14 +125,41 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
     return advance(executor, runtime, instance, steps=steps)
 
 
-def _complete(executor: Executor, claimed: ClaimedStep, output: Any,
+def _complete_starting(executor: Executor, runtime: WorkerRuntime, graph: WorkflowGraph,
+                       claimed: ClaimedStep, output: Any, handle: str | None,
+                       ready: tuple[str, ...], unclaimed: UnclaimedRun | None) -> Advance | None:
+    """Complete a step whose successors its own result decides, starting them at once.
+
+    One round trip instead of the plan's three: nothing is read back to plan. A step the
+    statement did not complete (stale, or an instance that is not running) and a successor
+    that had a step already take the ordinary path, under the lock already held.
+    """
+    successors = [_new_step(graph, node_id, StepStatus.PENDING) for node_id in ready]
+    instance, started = lock_instance_and_complete_step_starting(
+        executor, claimed.instance_id, claimed.id, claimed.attempt, output, handle, successors,
+        len(graph.nodes), unclaimed)
+    if instance is None:
+        return None
+    if started is None:
+        if not _complete(executor, claimed, output, handle, unclaimed):
+            return None
+        return advance(executor, runtime, instance)
+    if len(started.inserted) < len(ready):
+        return advance(executor, runtime, instance)
+    timeout = float(runtime.settings.default_step_timeout_seconds)
+    refs = [_step_ref(graph, instance, node_id, started.inserted[node_id], timeout)
+            for node_id in ready]
+    return Advance(dispatch=refs, finished=False, progress=started.progress)
+
+
+def _complete(executor: Executor, claimed: ClaimedStep, output: Any, handle: str | None,
               unclaimed: UnclaimedRun | None) -> bool:
-    """Record a completion with the default handle; the caller holds the instance lock."""
+    """Record a completion; the caller holds the instance lock."""
     if unclaimed is not None:
         return complete_unclaimed_step(executor, claimed.instance_id, claimed.id,
-                                       claimed.attempt, output, None, unclaimed)
+                                       claimed.attempt, output, handle, unclaimed)
     return finish_step(executor, claimed.id, expected_status=StepStatus.RUNNING.value,
-                       new_status=StepStatus.COMPLETED.value, output=output, handle=None,
+                       new_status=StepStatus.COMPLETED.value, output=output, handle=handle,
                        error=None, attempt=claimed.attempt)
 
 
@@ -307,24 +340,28 @@ def _record_decisions(executor: Executor, graph: WorkflowGraph, instance: Planne
 
     Returns refs of the new pending steps, to send after commit.
     """
-    def new_step(node_id: str, status: StepStatus, handle: str | None = None,
-                 passed_through: bool = False) -> NewStep:
-        node = graph.node(node_id)
-        return NewStep(node_id, node.type, status.value, node.retries, handle, passed_through)
-
-    decided = [new_step(node_id, StepStatus.PENDING) for node_id in result.ready]
-    decided += [new_step(node_id, StepStatus.SKIPPED) for node_id in result.skipped]
-    decided += [new_step(node_id, StepStatus.SKIPPED, state.selected_handle, passed_through=True)
+    decided = [_new_step(graph, node_id, StepStatus.PENDING) for node_id in result.ready]
+    decided += [_new_step(graph, node_id, StepStatus.SKIPPED) for node_id in result.skipped]
+    decided += [_new_step(graph, node_id, StepStatus.SKIPPED, state.selected_handle,
+                          passed_through=True)
                 for node_id, state in result.passthrough_steps().items()]
     inserted = insert_steps(executor, instance.id, decided, progress)
-    refs = []
-    for node_id in result.ready:
-        if node_id in inserted:
-            node = graph.node(node_id)
-            refs.append(StepRef(inserted[node_id], instance.id, node_id, node.type,
-                                node.timeout_seconds or default_timeout,
-                                instance.workflow_version_id))
-    return refs
+    return [_step_ref(graph, instance, node_id, inserted[node_id], default_timeout)
+            for node_id in result.ready if node_id in inserted]
+
+
+def _new_step(graph: WorkflowGraph, node_id: str, status: StepStatus, handle: str | None = None,
+              passed_through: bool = False) -> NewStep:
+    node = graph.node(node_id)
+    return NewStep(node_id, node.type, status.value, node.retries, handle, passed_through)
+
+
+def _step_ref(graph: WorkflowGraph, instance: PlannedInstance, node_id: str,
+              step_id: uuid.UUID, default_timeout: float) -> StepRef:
+    """A new pending step, to send after commit."""
+    node = graph.node(node_id)
+    return StepRef(step_id, instance.id, node_id, node.type,
+                   node.timeout_seconds or default_timeout, instance.workflow_version_id)
 
 
 def execution_metrics(instance: WorkflowInstance,

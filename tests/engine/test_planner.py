@@ -14,6 +14,7 @@ from engine.planner import (
     nodes_context,
     plan,
     progress,
+    ready_after_completion,
 )
 from engine.statuses import StepStatus
 from tests.engine.simulation import completed, failed, simulate
@@ -395,3 +396,30 @@ def test_conditions_see_skips_decided_earlier_in_the_same_plan() -> None:
     decided = plan(graph, steps)
     assert decided.skipped == ("y",)
     assert decided.ready == ("q",)
+
+
+@pytest.mark.parametrize(("nodes", "edges", "handle", "expected"), [
+    (["a", "b", "c"], ["a->b", "b->c"], None, ("b",)),
+    (["a", "b", "c"], ["a->c", "a->b"], None, ("b", "c")),  # a fan-out, in document order
+    (["a", "b", "c"], ["a->b", "b->c"], "default", ("b",)),
+    (["a"], [], None, None),  # nothing follows: the instance may end
+    (["a", "b", "c"], ["a->c", "b->c"], None, None),  # a join
+    (["a", "b", "c"], ["a->b", "a.error->c"], None, None),  # c is skipped
+    ([{"id": "a", "type": "noop", "data": {}},
+      {"id": "b", "type": "noop", "data": {"enabled": False}}], ["a->b"], None, None),
+    ([CONDITION, "y"], ["check.true->y"], "true", ("y",)),
+    ([CONDITION, "y", "n"], ["check.true->y", "check.false->n"], "true", None),
+    (["a", "b"], [{"source": "a", "target": "b", "data": {"condition": "true"}}], None, None),
+    (["a:approval", "b"], ["a->b"], "rejected", None),
+])
+def test_ready_after_completion_only_when_the_edges_alone_decide(
+        nodes: list[Any], edges: list[Any], handle: str | None,
+        expected: tuple[str, ...] | None) -> None:
+    graph = build(nodes, edges)
+    source = graph.nodes[0].id
+    assert ready_after_completion(graph, source, handle) == expected
+    if expected is not None:
+        others = {node.id: StepState(S.PENDING) for node in graph.nodes[1:]
+                  if node.id not in expected}
+        full = plan(graph, {source: completed({}, handle), **others})
+        assert full.ready == expected and not full.skipped and not full.passthrough

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from engine.document import parse_workflow
 from engine.nodetypes import BUILTIN_NODE_TYPES
-from engine.planner import StepState, plan
+from engine.planner import StepState, plan, ready_after_completion
 from engine.statuses import FINAL_STEP_STATUSES, StepStatus
 from engine.validation import validate_workflow
 from tests.engine.simulation import completed, failed, simulate
@@ -25,7 +25,8 @@ CONDITIONS = [None, "true", "false", "output.x > 0", "has(output.x) && output.x 
 
 
 @st.composite
-def dags(draw: st.DrawFn) -> dict[str, Any]:
+def dags(draw: st.DrawFn, plain: int = 0) -> dict[str, Any]:
+    """Random valid documents; `plain` more edges without handle or condition, in sevenths."""
     count = draw(st.integers(min_value=1, max_value=12))
     nodes = []
     for index in range(count):
@@ -44,10 +45,14 @@ def dags(draw: st.DrawFn) -> dict[str, Any]:
         source_type = nodes[a]["type"]
         handles = {"condition": ["true", "false", "error"], "approval": [None, "rejected", "error"]}
         handle = draw(st.sampled_from(handles.get(source_type, [None, None, "error"])))
+        if draw(st.integers(0, 6)) < plain:
+            handle = None
         edge: dict[str, Any] = {"id": f"e{number}", "source": f"n{a}", "target": f"n{b}"}
         if handle is not None:
             edge["sourceHandle"] = handle
         condition = draw(st.sampled_from(CONDITIONS))
+        if draw(st.integers(0, 6)) < plain:
+            condition = None
         edge_data: dict[str, Any] = {}
         if condition is not None:
             edge_data["condition"] = condition
@@ -105,3 +110,37 @@ def test_random_runs_terminate_consistently(document: dict[str, Any], data: st.D
         (),
     )
     assert (again.outcome, again.failed_node) == (run.outcome, run.failed_node)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=dags(plain=5), data=st.data())
+def test_a_completion_decided_locally_is_what_the_full_plan_decides(
+        document: dict[str, Any], data: st.DataObject) -> None:
+    """Completions one at a time, as workers record them, each planned to a fixpoint: wherever
+    `ready_after_completion` answers, the full plan decides exactly that and nothing else."""
+    graph = parse_workflow(document)
+    base = {"input": {"flag": True, "n": 1}, "instance": {"id": "i"}}
+    steps: dict[str, StepState] = {}
+    pending: list[str] = []
+    for _ in range(4 * len(graph.nodes) + 4):
+        current = plan(graph, steps, base)
+        for node_id, message in current.condition_errors:
+            steps[node_id] = failed(message)
+        steps.update({node_id: StepState(StepStatus.SKIPPED) for node_id in current.skipped})
+        steps.update(current.passthrough_steps())
+        steps.update({node_id: StepState(StepStatus.PENDING) for node_id in current.ready})
+        pending += current.ready
+        if current.condition_errors or current.skipped or current.passthrough:
+            continue  # not at a fixpoint yet
+        if current.outcome != "running" or not pending:
+            return
+        node_id = pending.pop(data.draw(st.integers(0, len(pending) - 1)))
+        outcome = _outcome_for(graph.node(node_id).type, data.draw)
+        steps[node_id] = outcome
+        local = ready_after_completion(graph, node_id, outcome.selected_handle)
+        if outcome.status != StepStatus.COMPLETED or local is None:
+            continue
+        full = plan(graph, steps, base)
+        assert (full.ready, full.skipped, full.passthrough, full.condition_errors,
+                full.outcome) == (local, (), (), (), "running")
+    raise AssertionError("the run did not end")
