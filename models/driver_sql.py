@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
@@ -58,6 +59,37 @@ def fetch_pipelined(executor: Executor,
             cursors.append(cursor)
     try:
         return [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def fetch_in_transaction(executor: Executor, statements: Sequence[tuple[str, Mapping[str, Any]]],
+                         ) -> list[list[NamedTuple]]:
+    """Each statement's rows, run as one transaction sent whole: BEGIN, the statements, COMMIT.
+
+    One round trip (psycopg pipeline mode), for a transaction whose statements need nothing
+    from each other's results. Needs an autocommit connection (`models.db.autocommit`): the
+    BEGIN is ours, and the driver's own transaction handling would cost a round trip more.
+    A statement that fails rolls the transaction back and raises.
+    """
+    driver = driver_connection(executor)
+    if not driver.autocommit:
+        raise ValueError("fetch_in_transaction needs an autocommit connection")
+    cursors = []
+    try:
+        with driver.pipeline():
+            driver.execute("BEGIN")
+            for sql, params in statements:
+                cursor = driver.cursor(row_factory=namedtuple_row)
+                cursor.execute(sql, params)
+                cursors.append(cursor)
+            driver.execute("COMMIT")
+        return [cursor.fetchall() for cursor in cursors]
+    except BaseException:
+        if not driver.closed and driver.info.transaction_status != TransactionStatus.IDLE:
+            driver.execute("ROLLBACK")
+        raise
     finally:
         for cursor in cursors:
             cursor.close()

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from models.db import Executor
-from models.driver_sql import fetch_all, fetch_one, fetch_pipelined, jsonb
+from models.driver_sql import fetch_all, fetch_in_transaction, fetch_one, fetch_pipelined, jsonb
 from models.instances import (
     INSTANCE_ROW_COLUMNS,
     INSTANCE_ROW_NAMES,
@@ -349,7 +349,7 @@ def lock_instance_and_complete_step(
 
 @dataclass(frozen=True)
 class StartedSuccessors:
-    """What `lock_instance_and_complete_step_starting` wrote besides the completion."""
+    """What `complete_step_starting` wrote besides the completion."""
 
     progress: int
     # The successors' new step ids by node id (one that had a step already is missing).
@@ -365,8 +365,9 @@ def _complete_starting_statement(unclaimed: bool) -> str:
     """The completion, its successors' rows and the instance's progress, in one statement.
 
     Data-modifying CTEs all see the snapshot the statement started with, taken after the
-    caller's instance lock: the completed step still counts as undecided there, hence the
-    `+ 1`, and the new pending rows would not count anyway.
+    instance lock (the statement before it in the transaction): the completed step still
+    counts as undecided there, hence the `+ 1`, and the new pending rows would not count
+    anyway.
     """
     finish = (f"{_FINISH_FROM_PENDING} WHERE e.id = %(id)s AND {_DUE}" if unclaimed else
               f"""{_FINISH} WHERE e.id = %(id)s AND e.status IS NOT DISTINCT FROM 'running'
@@ -416,36 +417,35 @@ _COMPLETE_STARTING = _complete_starting_statement(unclaimed=False)
 _COMPLETE_UNCLAIMED_STARTING = _complete_starting_statement(unclaimed=True)
 
 
-def lock_instance_and_complete_step_starting(
-    executor: Executor, instance_id: uuid.UUID, execution_id: uuid.UUID, attempt: int,
+def complete_step_starting(
+    connection: Executor, instance_id: uuid.UUID, execution_id: uuid.UUID, attempt: int,
     output: Any, handle: str | None, successors: Sequence[NewStep], node_count: int,
     unclaimed: UnclaimedRun | None = None,
-) -> tuple[InstanceRow | None, StartedSuccessors | None]:
-    """Lock the instance, complete the step and insert its `successors` as pending steps.
+) -> StartedSuccessors | None:
+    """Complete the step and insert its `successors` as pending steps, in a transaction of
+    its own, sent whole: one round trip. Needs an autocommit connection.
 
     For a completion whose successors the graph alone decides
-    (`engine.planner.ready_after_completion`): nothing is left to plan, so the completion,
-    the new steps and the instance's progress (out of `node_count` nodes) are one
-    statement, sent with the lock and the BEGIN: one round trip. The completion is fenced
-    as `lock_instance_and_complete_step`'s is, and on the instance running; the locked
-    instance is returned either way. None for the successors when the step was not
-    completed: it was stale, or the instance is not running (nothing changed but the lock).
+    (`engine.planner.ready_after_completion`): nothing is left to plan, so the transaction
+    is the instance lock, then one statement for the completion, the new steps and the
+    instance's progress (out of `node_count` nodes). The completion is fenced as
+    `lock_instance_and_complete_step`'s is, and also on the instance running. None when the
+    step was not completed (stale, or the instance is not running or gone): nothing changed.
     """
     parameters = _completion_parameters(instance_id, execution_id, attempt, output, handle,
                                         unclaimed)
     parameters.update(node_count=node_count, steps=jsonb([
         {"node_id": step.node_id, "step_type": step.step_type, "max_retries": step.max_retries}
         for step in successors]))
-    locked, rows = fetch_pipelined(executor, [
+    _, rows = fetch_in_transaction(connection, [
         (LOCK_INSTANCE_ROW, {"id": instance_id}),
         (_COMPLETE_UNCLAIMED_STARTING if unclaimed else _COMPLETE_STARTING, parameters),
     ])
-    instance = InstanceRow(*locked[0]) if locked else None
     if not rows:
-        return instance, None
+        return None
     progress = rows[0][0]
-    return instance, StartedSuccessors(progress, {node_id: step_id for _, node_id, step_id in rows
-                                                  if node_id is not None})
+    return StartedSuccessors(progress, {node_id: step_id for _, node_id, step_id in rows
+                                        if node_id is not None})
 
 
 def complete_unclaimed_step(executor: Executor, instance_id: uuid.UUID,

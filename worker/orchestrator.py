@@ -33,7 +33,7 @@ from models.steps import (
     start_timer,
     wait_for_approval,
 )
-from worker.planning import advance, complete_and_advance
+from worker.planning import advance, complete_and_advance, complete_starting_successors
 from worker.results import NodeResult, Suspend
 from worker.runtime import WorkerRuntime
 from worker.step_run import (
@@ -130,9 +130,7 @@ def _run_unclaimed(runtime: WorkerRuntime, task_id: str | None, prepared: Prepar
         with autocommit(runtime.engine) as connection:
             claim = _claim_prepared(runtime, connection, step.id, task_id, prepared)
         return _stale(step.id) if claim is None else _record_and_send(runtime, claim[0], outcome)
-    with runtime.engine.begin() as connection:
-        after = _record_result(connection, runtime, step, outcome,
-                               UnclaimedRun(task_id, _input_record(prepared)))
+    after = _record_result(runtime, step, outcome, UnclaimedRun(task_id, _input_record(prepared)))
     if after is None:
         return _stale(step.id)
     apply_after_commit(runtime, after)
@@ -178,34 +176,38 @@ def _input_record(prepared: PreparedStep) -> Any:
 
 def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -> AfterCommit:
     """Write the attempt's result (fenced by attempt) and plan, in one transaction."""
-    # A Core connection, not an ORM session: this runs once per step, and only finishing
-    # an instance needs entities (planning opens a session on this transaction for it).
-    with runtime.engine.begin() as connection:
-        if isinstance(outcome, (Suspend, StepFailure)):
-            instance = lock_instance_row(connection, claimed.instance_id)
-            if instance is None:
-                return NOTHING
-            if isinstance(outcome, StepFailure):
-                return _record_failure(connection, runtime, instance, claimed, outcome)
-            _suspend(connection, claimed, outcome)
-            return NOTHING
-        after = _record_result(connection, runtime, claimed, outcome)
+    if not isinstance(outcome, (Suspend, StepFailure)):
+        after = _record_result(runtime, claimed, outcome)
         if after is None:
             log.warning("step.superseded", execution_id=str(claimed.id),
                         attempt=claimed.attempt)
             return NOTHING
         return after
+    # A Core connection, not an ORM session: this runs once per step, and only finishing
+    # an instance needs entities (planning opens a session on this transaction for it).
+    with runtime.engine.begin() as connection:
+        instance = lock_instance_row(connection, claimed.instance_id)
+        if instance is None:
+            return NOTHING
+        if isinstance(outcome, StepFailure):
+            return _record_failure(connection, runtime, instance, claimed, outcome)
+        _suspend(connection, claimed, outcome)
+        return NOTHING
 
 
-def _record_result(connection: Executor, runtime: WorkerRuntime, claimed: ClaimedStep,
-                   outcome: Any, unclaimed: UnclaimedRun | None = None) -> AfterCommit | None:
-    """Complete the step with the handler's result and plan, in the caller's transaction.
+def _record_result(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any,
+                   unclaimed: UnclaimedRun | None = None) -> AfterCommit | None:
+    """Complete the step with the handler's result and plan, in one transaction.
 
     None when the step was not as the write expected it (nothing changed).
     """
     result = outcome if isinstance(outcome, NodeResult) else NodeResult(outcome)
-    advanced = complete_and_advance(connection, runtime, claimed, result.output, result.handle,
-                                    unclaimed)
+    advanced = complete_starting_successors(runtime, claimed, result.output, result.handle,
+                                            unclaimed)
+    if advanced is None:
+        with runtime.engine.begin() as connection:
+            advanced = complete_and_advance(connection, runtime, claimed, result.output,
+                                            result.handle, unclaimed)
     return None if advanced is None else AfterCommit(advanced.dispatch, [], advanced.finished)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm.util import identity_key
 from engine import planner
 from engine.document import WorkflowGraph
 from engine.statuses import FINAL_INSTANCE_STATUSES, InstanceStatus, StepStatus
-from models.db import Executor
+from models.db import Executor, autocommit
 from models.instance import WorkflowInstance
 from models.instances import (
     decided_counts,
@@ -34,11 +34,11 @@ from models.steps import (
     NewStep,
     StepRef,
     UnclaimedRun,
+    complete_step_starting,
     complete_unclaimed_step,
     finish_step,
     insert_steps,
     lock_instance_and_complete_step,
-    lock_instance_and_complete_step_starting,
 )
 from worker.notifications.notices import finish_notices_wanted, notify_instance_finished
 from worker.runtime import WorkerRuntime
@@ -106,11 +106,6 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
     graph = None
     if claimed.workflow_version_id is not None:
         graph, _ = runtime.graphs.get(executor, claimed.workflow_version_id)
-        ready = planner.ready_after_completion(graph, claimed.node_id, handle,
-                                               runtime.node_types)
-        if ready is not None:
-            return _complete_starting(executor, runtime, graph, claimed, output, handle, ready,
-                                      unclaimed)
     # Unknown graph: take the path that is right for every node.
     if handle is None and (graph is None or _join_parents(graph, claimed.node_id) is not None):
         instance = lock_instance_row(executor, claimed.instance_id)
@@ -125,30 +120,40 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
     return advance(executor, runtime, instance, steps=steps)
 
 
-def _complete_starting(executor: Executor, runtime: WorkerRuntime, graph: WorkflowGraph,
-                       claimed: ClaimedStep, output: Any, handle: str | None,
-                       ready: tuple[str, ...], unclaimed: UnclaimedRun | None) -> Advance | None:
-    """Complete a step whose successors its own result decides, starting them at once.
+def complete_starting_successors(runtime: WorkerRuntime, claimed: ClaimedStep, output: Any,
+                                 handle: str | None,
+                                 unclaimed: UnclaimedRun | None = None) -> Advance | None:
+    """`complete_and_advance` in one round trip, when the step's own result decides its
+    successors (`engine.planner.ready_after_completion`): they start in the completion's
+    statement, and nothing is read back to plan. In a transaction of its own.
 
-    One round trip instead of the plan's three: nothing is read back to plan. A step the
-    statement did not complete (stale, or an instance that is not running) and a successor
-    that had a step already take the ordinary path, under the lock already held.
+    None when that does not apply, or the step was not completed (stale, or the instance
+    is not running): the caller then records it the ordinary way, which tells which.
     """
-    successors = [_new_step(graph, node_id, StepStatus.PENDING) for node_id in ready]
-    instance, started = lock_instance_and_complete_step_starting(
-        executor, claimed.instance_id, claimed.id, claimed.attempt, output, handle, successors,
-        len(graph.nodes), unclaimed)
-    if instance is None:
+    if claimed.workflow_version_id is None:
         return None
-    if started is None:
-        if not _complete(executor, claimed, output, handle, unclaimed):
+    with autocommit(runtime.engine) as connection:
+        graph, _ = runtime.graphs.get(connection, claimed.workflow_version_id)
+        ready = planner.ready_after_completion(graph, claimed.node_id, handle,
+                                               runtime.node_types)
+        if ready is None:
             return None
-        return advance(executor, runtime, instance)
+        successors = [_new_step(graph, node_id, StepStatus.PENDING) for node_id in ready]
+        started = complete_step_starting(connection, claimed.instance_id, claimed.id,
+                                         claimed.attempt, output, handle, successors,
+                                         len(graph.nodes), unclaimed)
+    if started is None:
+        return None
     if len(started.inserted) < len(ready):
-        return advance(executor, runtime, instance)
+        # A successor had a step already (a retried instance's): the full plan decides.
+        with runtime.engine.begin() as connection:
+            instance = lock_instance_row(connection, claimed.instance_id)
+            if instance is None:
+                return Advance(dispatch=[], finished=False)
+            return advance(connection, runtime, instance)
     timeout = float(runtime.settings.default_step_timeout_seconds)
-    refs = [_step_ref(graph, instance, node_id, started.inserted[node_id], timeout)
-            for node_id in ready]
+    refs = [_step_ref(graph, claimed.instance_id, claimed.workflow_version_id, node_id,
+                      started.inserted[node_id], timeout) for node_id in ready]
     return Advance(dispatch=refs, finished=False, progress=started.progress)
 
 
@@ -346,7 +351,8 @@ def _record_decisions(executor: Executor, graph: WorkflowGraph, instance: Planne
                           passed_through=True)
                 for node_id, state in result.passthrough_steps().items()]
     inserted = insert_steps(executor, instance.id, decided, progress)
-    return [_step_ref(graph, instance, node_id, inserted[node_id], default_timeout)
+    return [_step_ref(graph, instance.id, instance.workflow_version_id, node_id,
+                      inserted[node_id], default_timeout)
             for node_id in result.ready if node_id in inserted]
 
 
@@ -356,12 +362,12 @@ def _new_step(graph: WorkflowGraph, node_id: str, status: StepStatus, handle: st
     return NewStep(node_id, node.type, status.value, node.retries, handle, passed_through)
 
 
-def _step_ref(graph: WorkflowGraph, instance: PlannedInstance, node_id: str,
-              step_id: uuid.UUID, default_timeout: float) -> StepRef:
+def _step_ref(graph: WorkflowGraph, instance_id: uuid.UUID, version_id: uuid.UUID | None,
+              node_id: str, step_id: uuid.UUID, default_timeout: float) -> StepRef:
     """A new pending step, to send after commit."""
     node = graph.node(node_id)
-    return StepRef(step_id, instance.id, node_id, node.type,
-                   node.timeout_seconds or default_timeout, instance.workflow_version_id)
+    return StepRef(step_id, instance_id, node_id, node.type,
+                   node.timeout_seconds or default_timeout, version_id)
 
 
 def execution_metrics(instance: WorkflowInstance,
