@@ -414,6 +414,8 @@ def _complete_starting_statement(unclaimed: bool) -> str:
 
 
 _COMPLETE_STARTING = _complete_starting_statement(unclaimed=False)
+# The lock alone: nothing of the row is needed (its input may be large, and is parsed).
+_LOCK_INSTANCE = "SELECT 1 FROM workflow_instances WHERE id = %(id)s FOR UPDATE"
 _COMPLETE_UNCLAIMED_STARTING = _complete_starting_statement(unclaimed=True)
 
 
@@ -438,7 +440,7 @@ def complete_step_starting(
         {"node_id": step.node_id, "step_type": step.step_type, "max_retries": step.max_retries}
         for step in successors]))
     _, rows = fetch_in_transaction(connection, [
-        (LOCK_INSTANCE_ROW, {"id": instance_id}),
+        (_LOCK_INSTANCE, {"id": instance_id}),
         (_COMPLETE_UNCLAIMED_STARTING if unclaimed else _COMPLETE_STARTING, parameters),
     ])
     if not rows:
