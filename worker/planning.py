@@ -2,6 +2,8 @@
 
 Called with the instance row locked (FOR UPDATE), so two parents finishing together decide
 a join exactly once. Only newly decided ready steps are returned for dispatch after commit.
+The exception, `complete_starting_successors`, runs its own one-round-trip transaction (the
+lock included) for a completion whose successors need no plan.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
     # Unknown graph: take the path that is right for every node.
     if handle is None and (graph is None or _join_parents(graph, claimed.node_id) is not None):
         instance = lock_instance_row(executor, claimed.instance_id)
-        if instance is None or not _complete(executor, claimed, output, None, unclaimed):
+        if instance is None or not _complete(executor, claimed, output, unclaimed):
             return None
         return advance(executor, runtime, instance, completed_node=claimed.node_id)
     instance, steps = lock_instance_and_complete_step(
@@ -157,14 +159,14 @@ def complete_starting_successors(runtime: WorkerRuntime, claimed: ClaimedStep, o
     return Advance(dispatch=refs, finished=False, progress=started.progress)
 
 
-def _complete(executor: Executor, claimed: ClaimedStep, output: Any, handle: str | None,
+def _complete(executor: Executor, claimed: ClaimedStep, output: Any,
               unclaimed: UnclaimedRun | None) -> bool:
-    """Record a completion; the caller holds the instance lock."""
+    """Record a completion with the default handle; the caller holds the instance lock."""
     if unclaimed is not None:
         return complete_unclaimed_step(executor, claimed.instance_id, claimed.id,
-                                       claimed.attempt, output, handle, unclaimed)
+                                       claimed.attempt, output, None, unclaimed)
     return finish_step(executor, claimed.id, expected_status=StepStatus.RUNNING.value,
-                       new_status=StepStatus.COMPLETED.value, output=output, handle=handle,
+                       new_status=StepStatus.COMPLETED.value, output=output, handle=None,
                        error=None, attempt=claimed.attempt)
 
 
