@@ -17,7 +17,7 @@ from flask import Flask, Response, g, request
 
 from api.auth import find_principal
 from api.context import app_state, close_request_session
-from models.driver_sql import jsonb, run_with_begin
+from models.driver_sql import jsonb, run
 from models.security import AuditLogEntry
 
 logger = logging.getLogger(__name__)
@@ -96,10 +96,10 @@ def _record(response: Response) -> Response:
         details=g.get("audit_details"),
     )
     try:
-        # Plain SQL sent with its BEGIN: the ORM's unit of work, and then Core's statement
-        # handling, cost more than the write itself on every mutating call.
+        # Plain SQL: the ORM's unit of work, and then Core's statement handling, cost more
+        # than the write itself on every mutating call.
         with app_state().session_factory() as session, session.begin():
-            run_with_begin(session, _INSERT_ENTRY, {**entry, "details": jsonb(entry["details"])})
+            run(session, _INSERT_ENTRY, {**entry, "details": jsonb(entry["details"])})
     except Exception:  # the response is already decided; losing the row must not hide it
         logger.exception("could not write the audit row for %s %s", request.method,
                          request.path)

@@ -47,8 +47,10 @@ def fetch_pipelined(executor: Executor,
                     statements: Sequence[tuple[str, Mapping[str, Any]]]) -> list[list[NamedTuple]]:
     """Each statement's rows, the statements sent together and run in order.
 
-    One round trip for all of them (psycopg pipeline mode), the transaction's BEGIN
-    included. For statements whose parameters do not depend on each other's results.
+    One round trip for all of them (psycopg pipeline mode). Not the transaction's BEGIN:
+    psycopg sends its own BEGIN and waits for it, in pipeline mode too, so a transaction
+    that starts here takes a round trip more (`fetch_in_transaction` avoids it). For
+    statements whose parameters do not depend on each other's results.
     """
     driver = driver_connection(executor)
     cursors = []
@@ -98,16 +100,6 @@ def fetch_in_transaction(executor: Executor, statements: Sequence[tuple[str, Map
 def run(executor: Executor, sql: str, params: Mapping[str, Any]) -> None:
     """A statement whose rows, if any, nobody reads."""
     with driver_connection(executor).cursor() as cursor:
-        cursor.execute(sql, params)
-
-
-def run_with_begin(executor: Executor, sql: str, params: Mapping[str, Any]) -> None:
-    """`run` for a transaction's first statement: sent with its BEGIN, one round trip.
-
-    Outside pipeline mode the driver sends BEGIN on its own and waits for the answer.
-    """
-    driver = driver_connection(executor)
-    with driver.pipeline(), driver.cursor() as cursor:
         cursor.execute(sql, params)
 
 

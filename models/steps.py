@@ -327,10 +327,11 @@ def lock_instance_and_complete_step(
     Returns the locked instance and every step of it as planning reads them
     (`models.instances.step_states_of`), the completed one as just written; the steps are
     None when the attempt was superseded (nothing changed). Both statements go out together
-    with the transaction's BEGIN and run in that order (instance lock first, as every writer
-    takes them): one round trip instead of three. Without `with_outputs`, the steps' outputs
-    read as None: a plan without edge conditions never looks at them, and sending and
-    parsing every output of the instance on every step grew with the outputs' size.
+    and run in that order (instance lock first, as every writer takes them): one round trip
+    instead of two (the driver's BEGIN before them is one more). Without `with_outputs`,
+    the steps' outputs read as None: a plan without edge conditions never looks at them,
+    and sending and parsing every output of the instance on every step grew with the
+    outputs' size.
 
     With `unclaimed`, the step goes pending -> completed as `attempt` instead (a pure
     step's run, see `complete_unclaimed_step`).
