@@ -415,9 +415,9 @@ def _complete_starting_statement(unclaimed: bool) -> str:
 
 
 _COMPLETE_STARTING = _complete_starting_statement(unclaimed=False)
+_COMPLETE_UNCLAIMED_STARTING = _complete_starting_statement(unclaimed=True)
 # The lock alone: nothing of the row is needed (its input may be large, and is parsed).
 _LOCK_INSTANCE = "SELECT 1 FROM workflow_instances WHERE id = %(id)s FOR UPDATE"
-_COMPLETE_UNCLAIMED_STARTING = _complete_starting_statement(unclaimed=True)
 
 
 def complete_step_starting(
