@@ -116,7 +116,9 @@ def due_timers(session: Session, limit: int = 500) -> list[tuple[uuid.UUID, uuid
 def stop_open_steps(session: Session, instance_id: uuid.UUID, reason: str) -> list[str]:
     """Close every unfinished step of a stopped instance; returns running Celery task ids.
 
-    The attempt bump fences out any worker still running one of them.
+    The attempt bump fences out any worker still running one of them. The statuses are
+    compared as a filter (`IS TRUE`), so the rows are found by the instance's index alone
+    (DEVELOPERS.md: the status index holds every dead row version in that status).
     """
     rows = session.execute(
         text("""
@@ -124,7 +126,8 @@ def stop_open_steps(session: Session, instance_id: uuid.UUID, reason: str) -> li
                SET status = CASE WHEN status = 'pending' THEN 'skipped' ELSE 'failed' END,
                    error_message = :reason, completed_at = now(), run_after = NULL,
                    lease_expires_at = NULL, attempt = attempt + 1, updated_at = now()
-             WHERE instance_id = :iid AND status IN ('pending', 'running', 'waiting_approval')
+             WHERE instance_id = :iid
+               AND (status IN ('pending', 'running', 'waiting_approval')) IS TRUE
          RETURNING celery_task_id, (status = 'failed')
         """),
         {"iid": instance_id, "reason": reason},
