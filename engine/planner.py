@@ -278,7 +278,7 @@ def ready_after_completion(
 ) -> tuple[str, ...] | None:
     """What `plan` makes ready when `node_id` completes, if that depends on nothing else.
 
-    So when every enabled edge out of the node is taken whatever the instance holds: it has
+    That is when every enabled edge out of the node is taken whatever the instance holds: it has
     no condition and its handle is the selected one (`selected_handle`, else the type's
     default), and it leads to an enabled node with no other incoming edge. Each target is
     then decided by this edge alone, and ready. None otherwise (no edge out, so the
