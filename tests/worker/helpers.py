@@ -54,3 +54,12 @@ def cancel_open_instances(runtime: Any, workflow_id: uuid.UUID) -> None:
                               {"w": workflow_id}).scalars().all()
         for instance_id in ids:
             control.cancel(session, instance_id)
+
+
+def refuse_calls(monkeypatch: Any, module: Any, names: list[str], message: str) -> None:
+    """Make each of `module`'s `names` fail the test with `message` when it is called."""
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(message)
+
+    for name in names:
+        monkeypatch.setattr(module, name, refuse)

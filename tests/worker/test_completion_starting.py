@@ -3,7 +3,10 @@ without reading the instance's steps back to plan; anything unusual takes the fu
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -11,7 +14,7 @@ from sqlalchemy import text
 
 from models.db import transaction
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
-from tests.worker.helpers import cancel_open_instances, claim_node
+from tests.worker.helpers import cancel_open_instances, claim_node, refuse_calls
 from worker import control, planning
 from worker.orchestrator import NOTHING, record_outcome
 
@@ -19,24 +22,30 @@ from worker.orchestrator import NOTHING, record_outcome
 @pytest.fixture
 def no_full_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if the completion plans the ordinary way (reading the steps back)."""
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the completion planned in full")
-
-    monkeypatch.setattr(planning, "advance", refuse)
-    monkeypatch.setattr(planning, "lock_instance_and_complete_step", refuse)
+    refuse_calls(monkeypatch, planning, ["advance", "lock_instance_and_complete_step"],
+                 "the completion planned in full")
 
 
-def _chain(runtime: Any, length: int) -> uuid.UUID:
+@contextmanager
+def _started(runtime: Any, nodes: list[dict[str, Any]],
+             edges: list[dict[str, Any]]) -> Iterator[uuid.UUID]:
+    """A started instance of a new workflow; whatever of it is still open is cancelled after."""
+    workflow_id = make_workflow(runtime, nodes, edges)
+    try:
+        yield start(runtime, workflow_id)
+    finally:
+        cancel_open_instances(runtime, workflow_id)
+
+
+def _chain(runtime: Any, length: int) -> AbstractContextManager[uuid.UUID]:
     names = [f"n{index}" for index in range(length)]
-    return make_workflow(runtime, [node(name, "noop") for name in names],
-                         [edge(a, b) for a, b in zip(names, names[1:], strict=False)])
+    return _started(runtime, [node(name, "noop") for name in names],
+                    [edge(a, b) for a, b in zip(names, names[1:], strict=False)])
 
 
 def test_a_chain_step_starts_its_successor_and_counts_progress(
         runtime: Any, no_full_plan: None) -> None:
-    workflow_id = _chain(runtime, 3)
-    instance_id = start(runtime, workflow_id)
-    try:
+    with _chain(runtime, 3) as instance_id:
         after = record_outcome(runtime, claim_node(runtime, instance_id, "n0"), {"seen": 1})
         rows = steps(runtime, instance_id)
         assert rows["n0"].status == "completed" and rows["n0"].output_data == {"seen": 1}
@@ -44,55 +53,38 @@ def test_a_chain_step_starts_its_successor_and_counts_progress(
         assert rows["n1"].queued_at is not None and rows["n1"].dispatched_at is not None
         assert [(ref.id, ref.node_id, ref.step_type) for ref in after.dispatch] == [
             (rows["n1"].id, "n1", "noop")]
-        assert after.dispatch[0].workflow_version_id == rows_version(runtime, instance_id)
         assert not after.instance_ended
         instance = instance_row(runtime, instance_id)
+        assert after.dispatch[0].workflow_version_id == instance.workflow_version_id
         assert (instance.progress, instance.current_step) == (33, "n0")
 
         record_outcome(runtime, claim_node(runtime, instance_id, "n1"), {})
         assert instance_row(runtime, instance_id).progress == 66  # two of three decided
         assert steps(runtime, instance_id)["n2"].status == "pending"
-    finally:
-        cancel_open_instances(runtime, workflow_id)
-
-
-def rows_version(runtime: Any, instance_id: uuid.UUID) -> uuid.UUID | None:
-    return instance_row(runtime, instance_id).workflow_version_id
 
 
 def test_a_fan_out_starts_every_branch_in_document_order(
         runtime: Any, no_full_plan: None) -> None:
-    workflow_id = make_workflow(
-        runtime, [node("a", "noop"), node("c", "noop"), node("b", "noop")],
-        [edge("a", "b"), edge("a", "c")])
-    instance_id = start(runtime, workflow_id)
-    try:
+    with _started(runtime, [node("a", "noop"), node("c", "noop"), node("b", "noop")],
+                  [edge("a", "b"), edge("a", "c")]) as instance_id:
         after = record_outcome(runtime, claim_node(runtime, instance_id, "a"), {})
         assert [ref.node_id for ref in after.dispatch] == ["c", "b"]
         rows = steps(runtime, instance_id)
         assert {ref.id for ref in after.dispatch} == {rows["b"].id, rows["c"].id}
-    finally:
-        cancel_open_instances(runtime, workflow_id)
 
 
 def test_a_stale_attempt_changes_nothing(runtime: Any) -> None:
-    workflow_id = _chain(runtime, 2)
-    instance_id = start(runtime, workflow_id)
-    try:
+    with _chain(runtime, 2) as instance_id:
         claimed = claim_node(runtime, instance_id, "n0")
-        stale = type(claimed)(**{**claimed.__dict__, "attempt": claimed.attempt + 1})
+        stale = dataclasses.replace(claimed, attempt=claimed.attempt + 1)
         assert record_outcome(runtime, stale, {}) == NOTHING
         rows = steps(runtime, instance_id)
         assert rows["n0"].status == "running" and "n1" not in rows
         assert instance_row(runtime, instance_id).progress == 0
-    finally:
-        cancel_open_instances(runtime, workflow_id)
 
 
 def test_a_paused_instance_records_the_successor_without_sending_it(runtime: Any) -> None:
-    workflow_id = _chain(runtime, 2)
-    instance_id = start(runtime, workflow_id)
-    try:
+    with _chain(runtime, 2) as instance_id:
         claimed = claim_node(runtime, instance_id, "n0")
         with transaction(runtime.session_factory) as session:
             control.pause(session, instance_id)
@@ -101,14 +93,10 @@ def test_a_paused_instance_records_the_successor_without_sending_it(runtime: Any
         rows = steps(runtime, instance_id)
         assert (rows["n0"].status, rows["n1"].status) == ("completed", "pending")
         assert instance_row(runtime, instance_id).status == "paused"
-    finally:
-        cancel_open_instances(runtime, workflow_id)
 
 
 def test_a_successor_that_has_a_step_already_is_planned_in_full(runtime: Any) -> None:
-    workflow_id = _chain(runtime, 2)
-    instance_id = start(runtime, workflow_id)
-    try:
+    with _chain(runtime, 2) as instance_id:
         claimed = claim_node(runtime, instance_id, "n0")
         with transaction(runtime.session_factory) as session:
             session.execute(text(
@@ -120,5 +108,3 @@ def test_a_successor_that_has_a_step_already_is_planned_in_full(runtime: Any) ->
         instance = instance_row(runtime, instance_id)
         assert (instance.status, instance.progress) == ("completed", 100)
         assert steps(runtime, instance_id)["n1"].status == "skipped"
-    finally:
-        cancel_open_instances(runtime, workflow_id)

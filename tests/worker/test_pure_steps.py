@@ -12,7 +12,7 @@ from sqlalchemy import text
 from models.db import transaction
 from models.steps import claim_step
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
-from tests.worker.helpers import cancel_open_instances
+from tests.worker.helpers import cancel_open_instances, refuse_calls
 from worker import control, orchestrator
 from worker.orchestrator import execute_step
 from worker.step_run import ExpectedNode
@@ -28,11 +28,8 @@ def _expected(runtime: Any, instance_id: uuid.UUID, node_id: str,
 @pytest.fixture
 def never_claimed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if the delivery claims the step the ordinary way."""
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a pure step was claimed before it ran")
-
-    monkeypatch.setattr(orchestrator, "claim_step", refuse)
-    monkeypatch.setattr(orchestrator, "claim_expected_step", refuse)
+    refuse_calls(monkeypatch, orchestrator, ["claim_step", "claim_expected_step"],
+                 "a pure step was claimed before it ran")
 
 
 @pytest.mark.parametrize("with_hint", [True, False], ids=["message-names-node", "id-only"])
