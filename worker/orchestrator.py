@@ -197,7 +197,9 @@ def record_outcome(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any) -
 
 def _record_result(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any,
                    unclaimed: UnclaimedRun | None = None) -> AfterCommit | None:
-    """Complete the step with the handler's result and plan, in one transaction.
+    """Complete the step with the handler's result and plan: in one round trip when its
+    result alone decides its successors (`complete_starting_successors`), else in one
+    transaction that plans.
 
     None when the step was not as the write expected it (nothing changed).
     """

@@ -134,13 +134,13 @@ def complete_starting_successors(runtime: WorkerRuntime, claimed: ClaimedStep, o
     """
     if claimed.workflow_version_id is None:
         return None
+    # The cached graph says whether this applies; no connection is taken when it does not.
+    graph, _ = runtime.graphs.get(runtime.engine, claimed.workflow_version_id)
+    ready = planner.ready_after_completion(graph, claimed.node_id, handle, runtime.node_types)
+    if ready is None:
+        return None
+    successors = [_new_step(graph, node_id, StepStatus.PENDING) for node_id in ready]
     with autocommit(runtime.engine) as connection:
-        graph, _ = runtime.graphs.get(connection, claimed.workflow_version_id)
-        ready = planner.ready_after_completion(graph, claimed.node_id, handle,
-                                               runtime.node_types)
-        if ready is None:
-            return None
-        successors = [_new_step(graph, node_id, StepStatus.PENDING) for node_id in ready]
         started = complete_step_starting(connection, claimed.instance_id, claimed.id,
                                          claimed.attempt, output, handle, successors,
                                          len(graph.nodes), unclaimed)

@@ -29,12 +29,19 @@ class GraphCache:
         self._graphs: dict[uuid.UUID, tuple[WorkflowGraph, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, session: Executor, version_id: uuid.UUID) -> tuple[WorkflowGraph, dict[str, Any]]:
-        """The graph and configuration of a version. Raises: LookupError when it is gone."""
+    def get(self, session: Executor | Engine,
+            version_id: uuid.UUID) -> tuple[WorkflowGraph, dict[str, Any]]:
+        """The graph and configuration of a version. Raises: LookupError when it is gone.
+
+        Given an engine, a connection is taken from it only when the version is not cached.
+        """
         with self._lock:
             cached = self._graphs.get(version_id)
         if cached is not None:
             return cached
+        if isinstance(session, Engine):
+            with session.connect() as connection:
+                return self.get(connection, version_id)
         row = session.execute(
             select(WorkflowVersion.workflow_data, WorkflowVersion.configuration)
             .where(WorkflowVersion.id == version_id)
