@@ -3,8 +3,8 @@
 Finds pending steps never sent (or whose timer is due), running steps whose lease expired
 or whose delay is over, and changes them only with conditional UPDATEs fenced like every
 other transition (models/steps.py). Never commits. Statements about one instance's steps
-compare a status with IS NOT DISTINCT FROM, so only the instance's index serves them (see
-`pending_steps_of`).
+compare a status with IS NOT DISTINCT FROM, or a list of them as `(... IN (...)) IS TRUE`,
+so only the instance's index serves them (see `pending_steps_of`).
 """
 
 from __future__ import annotations
