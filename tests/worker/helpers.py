@@ -63,3 +63,13 @@ def refuse_calls(monkeypatch: Any, module: Any, names: list[str], message: str) 
 
     for name in names:
         monkeypatch.setattr(module, name, refuse)
+
+
+class RecordingCelery:
+    """Stands in for a Celery app where a test only looks at what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[str], dict[str, Any]]] = []
+
+    def send_task(self, name: str, args: list[str], **options: Any) -> None:
+        self.sent.append((name, args, options))

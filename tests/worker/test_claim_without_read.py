@@ -12,7 +12,7 @@ from marshmallow import INCLUDE, Schema
 
 from models.steps import StepRef
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
-from tests.worker.helpers import cancel_open_instances
+from tests.worker.helpers import RecordingCelery, cancel_open_instances
 from worker import step_run
 from worker.dispatch import send_steps
 from worker.nodes import with_run
@@ -166,14 +166,6 @@ def test_a_second_delivery_of_a_finished_step_changes_nothing(runtime: Any) -> N
         assert after["a"].updated_at == before["a"].updated_at
     finally:
         cancel_open_instances(runtime, workflow_id)
-
-
-class RecordingCelery:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, list[str], dict[str, Any]]] = []
-
-    def send_task(self, name: str, args: list[str], **options: Any) -> None:
-        self.sent.append((name, args, options))
 
 
 def test_a_message_names_node_and_version_only_when_the_sender_knows_the_version(
