@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from models.db import Executor
 from models.driver_sql import fetch_all, fetch_one, fetch_pipelined, jsonb, run
@@ -196,20 +196,79 @@ def mark_deferred(executor: Executor) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def lock_admission_room(executor: Executor, instance_id: uuid.UUID) -> tuple[int, int]:
+_ROOM_SQL = """SELECT (SELECT count(*) FROM workflow_instances WHERE status = 'running')
+                       AS running,
+                   (SELECT count(*) FROM workflow_instances
+                     WHERE status = 'pending' AND id <> %(id)s) AS others_waiting"""
+
+
+@dataclass(frozen=True)
+class AdmissionRoom:
+    """What the admission lock's holder counted: running instances, and pending ones but
+    the instance being admitted."""
+
+    running: int
+    others_waiting: int
+
+
+def lock_admission_room(executor: Executor, instance_id: uuid.UUID) -> AdmissionRoom:
     """Take the admission lock, then count the running instances and the pending ones
     other than this one. One round trip (BEGIN, lock and count pipelined): the lock
     serialises every admission, so each round trip under it is paid by all of them."""
     _, rows = fetch_pipelined(executor, [
         (ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY}),
-        ("""SELECT (SELECT count(*) FROM workflow_instances WHERE status = 'running')
-                       AS running,
-                   (SELECT count(*) FROM workflow_instances
-                     WHERE status = 'pending' AND id <> %(id)s) AS others_waiting""",
-         {"id": instance_id}),
+        (_ROOM_SQL, {"id": instance_id}),
     ])
     running, others_waiting = rows[0]
-    return int(running), int(others_waiting)
+    return AdmissionRoom(int(running), int(others_waiting))
+
+
+_INSTANCE_COLUMNS = tuple(column.name for column in WorkflowInstance.__table__.columns)
+# A new pending instance of the workflow's pinned version, if the workflow is active and
+# has one. No row otherwise, and nothing written.
+_INSERT_PINNED_INSTANCE = f"""
+    INSERT INTO workflow_instances (id, workflow_id, workflow_version_id, status, priority,
+                                    execution_context, triggered_by, trigger_source, progress)
+    SELECT %(id)s, w.id, w.current_version_id, 'pending', %(priority)s, %(context)s,
+           %(triggered_by)s, %(trigger_source)s, 0
+      FROM workflows AS w
+     WHERE w.id = %(workflow_id)s AND w.is_active IS NOT FALSE
+       AND w.current_version_id IS NOT NULL
+ RETURNING {", ".join(_INSTANCE_COLUMNS)}
+"""
+
+
+def insert_pinned_instance_locking_admission(
+        session: Session, workflow_id: uuid.UUID, values: dict[str, Any],
+) -> tuple[WorkflowInstance, AdmissionRoom] | None:
+    """A new pending instance of an active workflow's pinned version, the admission lock,
+    and the room counted under it: one round trip for what `create_instance` and
+    `lock_admission_room` take four (read the workflow, insert, lock and count).
+
+    `values`: priority, execution_context, triggered_by, trigger_source. The instance comes
+    back as a persistent entity of `session`, as if read. None, with nothing inserted,
+    when the workflow does not exist, is not active or has no pinned version yet (the lock
+    is taken all the same; it is held to the end of the transaction either way).
+    """
+    instance_id = uuid.uuid4()
+    inserted, _, room = fetch_pipelined(session, [
+        (_INSERT_PINNED_INSTANCE, {
+            "id": instance_id, "workflow_id": workflow_id, "priority": values["priority"],
+            "context": jsonb(values["execution_context"]),
+            "triggered_by": values["triggered_by"], "trigger_source": values["trigger_source"],
+        }),
+        (ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY}),
+        (_ROOM_SQL, {"id": instance_id}),
+    ])
+    if not inserted:
+        return None
+    instance = WorkflowInstance(**dict(zip(_INSTANCE_COLUMNS, inserted[0], strict=True)))
+    # Its columns as the database returned them, and a member of the session like any
+    # entity read by a query: refresh and set_committed_value work on it.
+    make_transient_to_detached(instance)
+    session.add(instance)
+    running, others_waiting = room[0]
+    return instance, AdmissionRoom(int(running), int(others_waiting))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from engine.statuses import InstanceStatus
 from models.db import Executor, autocommit, transaction
 from models.instance import WorkflowInstance
 from models.instances import (
+    AdmissionRoom,
     StartedInstance,
     any_waiting_for_a_pass,
     count_running,
@@ -156,14 +157,17 @@ class NewAdmission:
 
 
 def decide_new(executor: Executor, runtime: WorkerRuntime, instance_id: uuid.UUID,
-               version_id: uuid.UUID) -> NewAdmission:
+               version_id: uuid.UUID, room: AdmissionRoom | None = None) -> NewAdmission:
     """The decision of `admit_new`, in the caller's transaction; never commits.
 
     The caller may have created the instance in this same transaction (the API does: one
     commit for creating and starting it). The admission lock is held until that commit.
+    `room`: what the caller counted after taking that lock itself (see
+    `create_instance_locking_admission`); taken and counted here when None.
     """
-    running, others_waiting = lock_admission_room(executor, instance_id)
-    if running + others_waiting >= runtime.settings.max_concurrent_workflows:
+    if room is None:
+        room = lock_admission_room(executor, instance_id)
+    if room.running + room.others_waiting >= runtime.settings.max_concurrent_workflows:
         return NewAdmission(room_for_all=False)
     timeout_ms = _timeout_ms(executor, runtime, version_id)
     # None when a pass that held the lock before us started it (or it was cancelled

@@ -10,7 +10,13 @@ from __future__ import annotations
 from worker import control
 from worker.admission import admit_and_dispatch, admit_new, after_new, decide_new
 from worker.firing import LaunchRequest, fire_trigger
-from worker.launch import InactiveWorkflowError, UnknownWorkflowError, create_instance, launch
+from worker.launch import (
+    InactiveWorkflowError,
+    UnknownWorkflowError,
+    create_instance,
+    create_instance_locking_admission,
+    launch,
+)
 from worker.nodes.approval import record_decision, resume_after_commit
 from worker.plugins import load_node_types
 from worker.runtime import WorkerRuntime
@@ -25,6 +31,7 @@ __all__ = [
     "after_new",
     "control",
     "create_instance",
+    "create_instance_locking_admission",
     "decide_new",
     "fire_trigger",
     "launch",

@@ -15,7 +15,11 @@ from sqlalchemy.orm import Session
 
 from engine.statuses import InstanceStatus, Priority
 from models.instance import WorkflowInstance
-from models.instances import find_by_idempotency_key
+from models.instances import (
+    AdmissionRoom,
+    find_by_idempotency_key,
+    insert_pinned_instance_locking_admission,
+)
 from models.workflow import Workflow, WorkflowVersion
 
 
@@ -100,6 +104,29 @@ def create_instance(
             raise
         return existing, False
     return instance, True
+
+
+def create_instance_locking_admission(
+    session: Session,
+    workflow_id: uuid.UUID,
+    input: Any,
+    priority: str = Priority.NORMAL.value,
+    triggered_by: str | None = None,
+    trigger_source: str | None = None,
+) -> tuple[WorkflowInstance, AdmissionRoom] | None:
+    """`create_instance` without an idempotency key, for a workflow that is known, active
+    and already pinned to a version (every one that ran before), with the admission lock
+    taken and the room counted for `decide_new`: one round trip, where the general path
+    reads the workflow first.
+
+    None, with nothing created, for any other workflow: `create_instance` then says why,
+    or pins its first version.
+    """
+    return insert_pinned_instance_locking_admission(session, workflow_id, {
+        "priority": priority or Priority.NORMAL.value,
+        "execution_context": {"input": input if input is not None else {}},
+        "triggered_by": triggered_by, "trigger_source": trigger_source,
+    })
 
 
 def launch(session: Session, request: Any) -> uuid.UUID:

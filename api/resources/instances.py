@@ -41,6 +41,7 @@ from worker.gateway import (
     after_new,
     control,
     create_instance,
+    create_instance_locking_admission,
     decide_new,
 )
 
@@ -75,19 +76,18 @@ class Execute(MethodView):
     def post(self, body: dict[str, Any], workflow_id: uuid.UUID) -> Any:
         """Start an instance (202); a repeated idempotency key answers its first one (200)."""
         session = request_session()
-        workflow = session.get(Workflow, workflow_id, options=_WORKFLOW_HEADER)
-        if workflow is None:
-            raise NotFoundError(f"no workflow {workflow_id}")
-        try:
-            instance, created = create_instance(
-                session, workflow, body["input"], body["priority"],
-                body.get("idempotency_key"), "manual", "api")
-        except InactiveWorkflowError as error:
-            raise ConflictError(str(error)) from None
+        key = body.get("idempotency_key")
+        fast = (None if key else create_instance_locking_admission(
+            session, workflow_id, body["input"], body["priority"], "manual", "api"))
+        if fast is not None:
+            (instance, room), created = fast, True
+        else:  # a key to look up, or a workflow that is unknown, inactive or never ran
+            instance, created = _create_instance(session, workflow_id, body, key)
+            room = None
         runtime = worker_runtime()
         # Its start is decided in the transaction that creates it: one commit, not two.
         admission = (decide_new(session.connection(), runtime, instance.id,
-                                instance.workflow_version_id)
+                                instance.workflow_version_id, room)
                      if created and instance.workflow_version_id is not None else None)
         session.commit()
         set_audit_resource("workflow-instances", instance.id,
@@ -100,6 +100,20 @@ class Execute(MethodView):
             else:
                 _show_started(instance, started)
         return instance, 202 if created else 200
+
+
+def _create_instance(session: Any, workflow_id: uuid.UUID, body: dict[str, Any],
+                     key: str | None) -> tuple[WorkflowInstance, bool]:
+    """Raises: NotFoundError, ConflictError (an inactive workflow)."""
+    workflow = session.get(Workflow, workflow_id, options=_WORKFLOW_HEADER)
+    if workflow is None:
+        raise NotFoundError(f"no workflow {workflow_id}")
+    try:
+        created: tuple[WorkflowInstance, bool] = create_instance(
+            session, workflow, body["input"], body["priority"], key, "manual", "api")
+    except InactiveWorkflowError as error:
+        raise ConflictError(str(error)) from None
+    return created
 
 
 def _show_started(instance: WorkflowInstance, started: StartedInstance) -> None:

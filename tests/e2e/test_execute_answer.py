@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select
 
-from tests.e2e.helpers import edge, make_workflow, node
+from tests.e2e.helpers import edge, instance_row, make_workflow, node
+from tests.worker.helpers import refuse_calls
 
 SHOWN = ("status", "started_at", "deadline_at", "paused_at", "updated_at", "progress",
          "current_step", "completed_at")
@@ -112,3 +113,43 @@ def test_an_instance_left_waiting_is_answered_pending(e2e_settings: Any, runtime
     assert first["status"] == "running"
     assert second["status"] == "pending" and second["deadline_at"] is None
     assert _shown(second) == _shown(stored)
+
+
+def test_a_workflow_that_ran_before_starts_without_reading_it(
+        e2e_settings: Any, runtime: Any, api_for: Any, made: Any, monkeypatch: Any) -> None:
+    from api.resources import instances as endpoint
+    from models.workflow import Workflow
+
+    client, headers = api_for(e2e_settings)
+    workflow_id = _chain(runtime, made)
+    first, _ = _execute_and_read(client, headers, workflow_id)  # pins the first version
+    refuse_calls(monkeypatch, endpoint, ["_create_instance"],
+                 "a pinned, active workflow must start on the one-round-trip path")
+    answer = client.post(f"/api/workflows/{workflow_id}/execute",
+                         json={"input": {"ticket": 7}, "priority": "high"}, headers=headers)
+    assert answer.status_code == 202, answer.json
+    stored = client.get(f"/api/workflow-instances/{answer.json['id']}", headers=headers).json
+    assert _shown(answer.json) == _shown(stored)
+    assert answer.json["status"] == "running"
+    row = instance_row(runtime, uuid.UUID(answer.json["id"]))
+    assert (row.workflow_version_id, row.priority, row.execution_context,
+            row.triggered_by, row.trigger_source) == (
+        instance_row(runtime, uuid.UUID(first["id"])).workflow_version_id, "high",
+        {"input": {"ticket": 7}}, "manual", "api")
+    # Deactivated: that path creates nothing, and the general one answers why.
+    monkeypatch.undo()
+    with runtime.session_factory() as session:
+        session.get(Workflow, workflow_id).is_active = False
+        session.commit()
+    refused = client.post(f"/api/workflows/{workflow_id}/execute", json={}, headers=headers)
+    assert refused.status_code == 409, refused.json
+    listed = client.get(f"/api/workflow-instances?workflow_id={workflow_id}",
+                        headers=headers).json
+    assert listed["total"] == 2
+
+
+def test_an_unknown_workflow_is_not_found_and_nothing_is_created(
+        e2e_settings: Any, api_for: Any) -> None:
+    client, headers = api_for(e2e_settings)
+    answer = client.post(f"/api/workflows/{uuid.uuid4()}/execute", json={}, headers=headers)
+    assert answer.status_code == 404, answer.json
