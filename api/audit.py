@@ -2,8 +2,8 @@
 
 Owns: the after-request hook that records actor, action, resource, outcome, status code,
 request id and client address for every POST/PUT/PATCH/DELETE under /api (denied ones too),
-and `set_audit_resource` for endpoints to name what they touched. It writes in its own short
-transaction after the request session is closed, so a rolled-back request is still recorded.
+and `set_audit_resource` for endpoints to name what they touched. It writes on its own,
+after the request session is closed, so a rolled-back request is still recorded.
 Must never update or delete audit rows.
 """
 
@@ -14,9 +14,12 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import find_principal
 from api.context import app_state, close_request_session
+from models.db import autocommit
 from models.driver_sql import jsonb, run
 from models.security import AuditLogEntry
 
@@ -73,6 +76,23 @@ _INSERT_ENTRY = (f"INSERT INTO {AuditLogEntry.__tablename__} ({', '.join(_ENTRY_
                  f" VALUES ({', '.join(f'%({name})s' for name in _ENTRY_COLUMNS)})")
 
 
+def _write(session_factory: sessionmaker[Session], entry: dict[str, Any]) -> None:
+    """Insert the row, committed on its own.
+
+    Plain SQL: the ORM's unit of work, and then Core's statement handling, cost more than
+    the write itself on every mutating call. On an engine, one autocommit statement: one
+    round trip, where a transaction takes three (BEGIN, INSERT, COMMIT). A factory bound
+    to one connection (an outer transaction owns it) gets a transaction within that.
+    """
+    bind = session_factory.kw.get("bind")
+    if isinstance(bind, Engine):
+        with autocommit(bind) as connection:
+            run(connection, _INSERT_ENTRY, entry)
+        return
+    with session_factory() as session, session.begin():
+        run(session, _INSERT_ENTRY, entry)
+
+
 def _record(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
     # Failed authentications are recorded on every method: they are login failures.
@@ -96,10 +116,7 @@ def _record(response: Response) -> Response:
         details=g.get("audit_details"),
     )
     try:
-        # Plain SQL: the ORM's unit of work, and then Core's statement handling, cost more
-        # than the write itself on every mutating call.
-        with app_state().session_factory() as session, session.begin():
-            run(session, _INSERT_ENTRY, {**entry, "details": jsonb(entry["details"])})
+        _write(app_state().session_factory, {**entry, "details": jsonb(entry["details"])})
     except Exception:  # the response is already decided; losing the row must not hide it
         logger.exception("could not write the audit row for %s %s", request.method,
                          request.path)

@@ -89,3 +89,42 @@ def test_an_audit_row_keeps_what_the_endpoint_named(
     assert (row.resource_type, row.resource_id) == ("workflow-instances", started.json["id"])
     assert row.details == {"workflow_id": workflow_id, "created": True}
     assert row.occurred_at is not None and row.id > before
+
+
+def test_an_app_on_its_own_engine_commits_each_row_alone(app_settings: Any) -> None:
+    """Production's shape: the app's sessions on an engine, each row one autocommit write.
+    A call whose own work rolls back (422 here) is recorded all the same."""
+    from sqlalchemy import delete
+
+    from api.app import create_app
+    from api.auth import issue_token
+    from models.db import make_engine, make_session_factory
+    from models.security import ApiToken
+    from models.workflow import Workflow
+
+    engine = make_engine(app_settings)
+    factory = make_session_factory(engine)
+    name = "audited-on-an-engine"
+    try:
+        with factory() as session:
+            _, token = issue_token(session, name=name, roles=["editor"])
+            session.commit()
+        client = create_app(app_settings, session_factory=factory).test_client()
+        headers = {"Authorization": f"Bearer {token}"}
+        before = _last_id(factory)
+        refused = client.post("/api/workflows", json={"name": ""}, headers=headers)
+        created = client.post("/api/workflows", headers=headers, json={
+            "name": f"{name}-workflow", "workflow_data": {"nodes": [
+                {"id": "a", "type": "noop", "position": {"x": 0, "y": 0}, "data": {}}],
+                "edges": []}})
+        rows = _rows_after(factory, before)
+        assert [(row.actor, row.status_code, row.outcome) for row in rows] == [
+            (name, refused.status_code, "failure"), (name, created.status_code, "success")]
+        assert refused.status_code == 422 and created.status_code == 201
+    finally:
+        with factory() as session:
+            session.execute(delete(AuditLogEntry).where(AuditLogEntry.actor == name))
+            session.execute(delete(Workflow).where(Workflow.name == f"{name}-workflow"))
+            session.execute(delete(ApiToken).where(ApiToken.name == name))
+            session.commit()
+        engine.dispose()
