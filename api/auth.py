@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy import func, or_, text, update
 from sqlalchemy.orm import Session
 
 from api.context import request_session
 from api.errors import ForbiddenError, UnauthorizedError
+from models.driver_sql import fetch_one
 from models.security import ApiToken
 
 # Built-in roles from least to most powerful; each includes everything below it.
@@ -131,18 +132,20 @@ def _stale_use() -> Any:
                ApiToken.last_used_at < func.now() - text("interval '1 minute'"))
 
 
-# Built once: this runs on every request, and building the statement cost about as much
-# CPU as running it. Columns, not the entity: an identity-mapped ApiToken costs more to
-# build than the lookup itself.
-_FIND_TOKEN = (
-    select(ApiToken.id, ApiToken.name, ApiToken.roles, _stale_use())
-    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
-)
+# This runs on every request: plain SQL on the driver (models.driver_sql), as an entity or
+# even a Core statement costs more CPU to build and read than the lookup itself. `stale`
+# is `_stale_use()`.
+_FIND_TOKEN = f"""
+    SELECT id, name, roles,
+           (last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS stale
+      FROM {ApiToken.__tablename__}
+     WHERE token_hash = %(token_hash)s AND revoked_at IS NULL
+"""
 
 
 def _load_principal(token: str) -> Principal | None:
     session = request_session()
-    found = session.execute(_FIND_TOKEN, {"token_hash": hash_token(token)}).one_or_none()
+    found = fetch_one(session, _FIND_TOKEN, {"token_hash": hash_token(token)})
     if found is None:
         return None
     token_id, name, roles, stale = found

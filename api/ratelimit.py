@@ -44,7 +44,9 @@ class RateLimiter:
     def hit(self, scope: str, subject: str) -> int | None:
         """Count one call; the seconds to wait when it is over the limit, else None."""
         key, retry_after = self._key(scope, subject, time.time())
-        pipe = self.client.pipeline()
+        # One round trip, no MULTI/EXEC: should the EXPIRE be lost, the key only lingers;
+        # the next window counts under a key of its own.
+        pipe = self.client.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, self.window_seconds + 5)
         count = int(pipe.execute()[0])
