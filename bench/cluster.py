@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from bench.environment import BenchEnvironment, processes
 
@@ -33,31 +35,63 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _Connections(threading.local):
+    """One keep-alive connection per thread (http.client connections are not shareable)."""
+
+    connection: http.client.HTTPConnection | None = None
+
+
 @dataclass
 class FlowyardClient:
+    """The REST client the scenarios start and read instances with.
+
+    Plain http.client on a keep-alive connection per thread, not `requests`: this runs on
+    the same two cores as the platform it measures, and `requests` spent 1.26 ms of CPU per
+    `POST /execute` in this process against 0.28 ms here (bench/RESULTS.md, item 38).
+    """
+
     base_url: str
     token: str
 
     def __post_init__(self) -> None:
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {self.token}"
+        parts = urlsplit(self.base_url)
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._headers = {"Authorization": f"Bearer {self.token}",
+                         "Content-Type": "application/json"}
+        self._local = _Connections()
+
+    def _request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        payload = json.dumps(body).encode() if body is not None else None
         # gunicorn closes a keep-alive connection idle for 2 s; a request sent on it as it
         # closes is reset unread. Resend on a connection error (POST too: in a benchmark, a
         # rare extra run is harmless, a failed scenario is not), never on an answer.
-        retry = Retry(total=2, connect=2, read=2, status=0, other=0, allowed_methods=None,
-                      raise_on_status=False)
-        self.http.mount("http://", HTTPAdapter(max_retries=retry))
+        for attempt in range(3):
+            connection = self._local.connection
+            if connection is None:
+                connection = http.client.HTTPConnection(*self._address, timeout=60)
+                self._local.connection = connection
+            try:
+                connection.request(method, path, body=payload, headers=self._headers)
+                response = connection.getresponse()
+                return response.status, response.read()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                self._local.connection = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def post(self, path: str, body: Any) -> Any:
-        response = self.http.post(f"{self.base_url}{path}", json=body, timeout=60)
-        if response.status_code >= 400:
-            raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:500]}")
-        return response.json()
+        status, content = self._request("POST", path, body)
+        if status >= 400:
+            raise RuntimeError(f"POST {path}: {status} {content[:500]!r}")
+        return json.loads(content)
 
     def get(self, path: str) -> Any:
-        response = self.http.get(f"{self.base_url}{path}", timeout=60)
-        response.raise_for_status()
-        return response.json()
+        status, content = self._request("GET", path)
+        if status >= 400:
+            raise RuntimeError(f"GET {path}: {status} {content[:500]!r}")
+        return json.loads(content)
 
     def create_workflow(self, name: str, workflow_data: dict[str, Any]) -> str:
         body = {"name": name, "workflow_data": workflow_data}
