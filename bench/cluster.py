@@ -47,7 +47,7 @@ class FlowyardClient:
 
     Plain http.client on a keep-alive connection per thread, not `requests`: this runs on
     the same two cores as the platform it measures, and `requests` spent 1.26 ms of CPU per
-    `POST /execute` in this process against 0.28 ms here (bench/RESULTS.md, item 38).
+    `POST /execute` in this process against 0.28 ms here (bench/RESULTS.md, item 42).
     """
 
     base_url: str
