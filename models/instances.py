@@ -236,6 +236,9 @@ _INSERT_PINNED_INSTANCE = f"""
        AND w.current_version_id IS NOT NULL
  RETURNING {", ".join(_INSTANCE_COLUMNS)}
 """
+# The admission lock, only if the statement before it inserted the instance.
+_LOCK_IF_INSERTED = ("SELECT pg_advisory_xact_lock(%(key)s) FROM workflow_instances"
+                     " WHERE id = %(id)s")
 
 
 def insert_pinned_instance_locking_admission(
@@ -246,9 +249,11 @@ def insert_pinned_instance_locking_admission(
     `lock_admission_room` take four (read the workflow, insert, lock and count).
 
     `values`: priority, execution_context, triggered_by, trigger_source. The instance comes
-    back as a persistent entity of `session`, as if read. None, with nothing inserted,
-    when the workflow does not exist, is not active or has no pinned version yet (the lock
-    is taken all the same; it is held to the end of the transaction either way).
+    back as a persistent entity of `session`, as if read. None, with nothing inserted and
+    no lock taken, when the workflow does not exist, is not active or has no pinned version
+    yet. (The caller's general path then pins a version, which locks the workflow's row
+    before the admission lock, as every launch does: holding the admission lock first
+    would deadlock with a launch that holds the row.)
     """
     instance_id = uuid.uuid4()
     inserted, _, room = fetch_pipelined(session, [
@@ -257,7 +262,7 @@ def insert_pinned_instance_locking_admission(
             "context": jsonb(values["execution_context"]),
             "triggered_by": values["triggered_by"], "trigger_source": values["trigger_source"],
         }),
-        (ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY}),
+        (_LOCK_IF_INSERTED, {"key": ADMISSION_LOCK_KEY, "id": instance_id}),
         (_ROOM_SQL, {"id": instance_id}),
     ])
     if not inserted:
