@@ -119,8 +119,8 @@ def create_instance_locking_admission(
     taken and the room counted for `decide_new`: one round trip, where the general path
     reads the workflow first.
 
-    None, with nothing created, for any other workflow: `create_instance` then says why,
-    or pins its first version.
+    None, with nothing created and no lock taken, for any other workflow: `create_instance`
+    then says why, or pins its first version.
     """
     return insert_pinned_instance_locking_admission(session, workflow_id, {
         "priority": priority or Priority.NORMAL.value,
