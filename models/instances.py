@@ -211,6 +211,12 @@ class AdmissionRoom:
     others_waiting: int
 
 
+def _room_of(rows: Sequence[Any]) -> AdmissionRoom:
+    """The room from `_ROOM_SQL`'s one row."""
+    running, others_waiting = rows[0]
+    return AdmissionRoom(int(running), int(others_waiting))
+
+
 def lock_admission_room(executor: Executor, instance_id: uuid.UUID) -> AdmissionRoom:
     """Take the admission lock, then count the running instances and the pending ones
     other than this one. One round trip (BEGIN, lock and count pipelined): the lock
@@ -219,8 +225,7 @@ def lock_admission_room(executor: Executor, instance_id: uuid.UUID) -> Admission
         (ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY}),
         (_ROOM_SQL, {"id": instance_id}),
     ])
-    running, others_waiting = rows[0]
-    return AdmissionRoom(int(running), int(others_waiting))
+    return _room_of(rows)
 
 
 _INSTANCE_COLUMNS = tuple(column.name for column in WorkflowInstance.__table__.columns)
@@ -272,8 +277,7 @@ def insert_pinned_instance_locking_admission(
     # entity read by a query: refresh and set_committed_value work on it.
     make_transient_to_detached(instance)
     session.add(instance)
-    running, others_waiting = room[0]
-    return instance, AdmissionRoom(int(running), int(others_waiting))
+    return instance, _room_of(room)
 
 
 @dataclass(frozen=True)

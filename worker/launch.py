@@ -81,9 +81,7 @@ def create_instance(
         raise InactiveWorkflowError(f"workflow {workflow.id} is not active")
     instance = WorkflowInstance(
         workflow_id=workflow.id, status=InstanceStatus.PENDING.value,
-        priority=priority or Priority.NORMAL.value,
-        execution_context={"input": input if input is not None else {}},
-        triggered_by=triggered_by, trigger_source=trigger_source,
+        **_launch_values(input, priority, triggered_by, trigger_source),
         workflow_version_id=pinned_version(session, workflow),
         idempotency_key=idempotency_key or None, parent_execution_id=parent_execution_id,
         progress=0,
@@ -122,11 +120,16 @@ def create_instance_locking_admission(
     None, with nothing created and no lock taken, for any other workflow: `create_instance`
     then says why, or pins its first version.
     """
-    return insert_pinned_instance_locking_admission(session, workflow_id, {
-        "priority": priority or Priority.NORMAL.value,
-        "execution_context": {"input": input if input is not None else {}},
-        "triggered_by": triggered_by, "trigger_source": trigger_source,
-    })
+    return insert_pinned_instance_locking_admission(
+        session, workflow_id, _launch_values(input, priority, triggered_by, trigger_source))
+
+
+def _launch_values(input: Any, priority: str | None, triggered_by: str | None,
+                   trigger_source: str | None) -> dict[str, Any]:
+    """What both ways of creating an instance write from the caller's arguments."""
+    return {"priority": priority or Priority.NORMAL.value,
+            "execution_context": {"input": input if input is not None else {}},
+            "triggered_by": triggered_by, "trigger_source": trigger_source}
 
 
 def launch(session: Session, request: Any) -> uuid.UUID:
