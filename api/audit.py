@@ -14,12 +14,9 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import find_principal
-from api.context import app_state, close_request_session
-from models.db import autocommit
+from api.context import app_state, close_request_session, request_connection
 from models.driver_sql import jsonb, run
 from models.security import AuditLogEntry
 
@@ -76,20 +73,20 @@ _INSERT_ENTRY = (f"INSERT INTO {AuditLogEntry.__tablename__} ({', '.join(_ENTRY_
                  f" VALUES ({', '.join(f'%({name})s' for name in _ENTRY_COLUMNS)})")
 
 
-def _write(session_factory: sessionmaker[Session], entry: dict[str, Any]) -> None:
+def _write(entry: dict[str, Any]) -> None:
     """Insert the row, committed on its own.
 
     Plain SQL: the ORM's unit of work, and then Core's statement handling, cost more than
-    the write itself on every mutating call. On an engine, one autocommit statement: one
-    round trip, where a transaction takes three (BEGIN, INSERT, COMMIT). A factory bound
-    to one connection (an outer transaction owns it) gets a transaction within that.
+    the write itself on every mutating call. On the request connection, one autocommit
+    statement: one round trip, where a transaction takes three (BEGIN, INSERT, COMMIT).
+    Without one (sessions bound to a connection an outer transaction owns), a transaction
+    within that.
     """
-    bind = session_factory.kw.get("bind")
-    if isinstance(bind, Engine):
-        with autocommit(bind) as connection:
-            run(connection, _INSERT_ENTRY, entry)
+    connection = request_connection()
+    if connection is not None:
+        run(connection, _INSERT_ENTRY, entry)
         return
-    with session_factory() as session, session.begin():
+    with app_state().session_factory() as session, session.begin():
         run(session, _INSERT_ENTRY, entry)
 
 
@@ -116,7 +113,7 @@ def _record(response: Response) -> Response:
         details=g.get("audit_details"),
     )
     try:
-        _write(app_state().session_factory, {**entry, "details": jsonb(entry["details"])})
+        _write({**entry, "details": jsonb(entry["details"])})
     except Exception:  # the response is already decided; losing the row must not hide it
         logger.exception("could not write the audit row for %s %s", request.method,
                          request.path)

@@ -18,7 +18,7 @@ from flask import Flask, current_app, g, request
 from sqlalchemy import func, or_, text, update
 from sqlalchemy.orm import Session
 
-from api.context import request_session
+from api.context import request_connection, request_session
 from api.errors import ForbiddenError, UnauthorizedError
 from models.driver_sql import fetch_one
 from models.security import ApiToken
@@ -144,25 +144,35 @@ _FIND_TOKEN = f"""
 
 
 def _load_principal(token: str) -> Principal | None:
-    session = request_session()
-    found = fetch_one(session, _FIND_TOKEN, {"token_hash": hash_token(token)})
+    # The request connection when there is one: no transaction to begin, and none to roll
+    # back when the request ends.
+    connection = request_connection()
+    executor = connection if connection is not None else request_session()
+    found = fetch_one(executor, _FIND_TOKEN, {"token_hash": hash_token(token)})
     if found is None:
         return None
     token_id, name, roles, stale = found
     if stale:
-        _record_use(session, token_id)
+        _record_use(token_id)
     return Principal(token_id=str(token_id), name=name, roles=frozenset(roles))
 
 
-def _record_use(session: Session, token_id: Any) -> None:
+def _record_use(token_id: Any) -> None:
     """Set `last_used_at` at most once a minute per token, committed at once.
 
     Only stale tokens get here, so most requests write nothing; the condition is repeated in
-    the UPDATE so concurrent requests of one token write it once. Nothing else is in the
-    request session yet (authentication runs first), so the commit only ends this write.
+    the UPDATE so concurrent requests of one token write it once. On the request session,
+    nothing else is in it yet (authentication runs first), so the commit only ends this
+    write.
     """
-    session.execute(update(ApiToken).where(ApiToken.id == token_id, _stale_use())
-                    .values(last_used_at=func.now()))
+    statement = (update(ApiToken).where(ApiToken.id == token_id, _stale_use())
+                 .values(last_used_at=func.now()))
+    connection = request_connection()
+    if connection is not None:
+        connection.execute(statement)
+        return
+    session = request_session()
+    session.execute(statement)
     session.commit()
 
 

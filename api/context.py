@@ -1,9 +1,10 @@
 """Per-app collaborators (settings, session factory, Celery app) and the request-scoped session.
 
-Owns: `AppState` (stored in `app.extensions["flowyard"]`), `app_state()`, `worker_runtime()`
-and `request_session()`. The request session is opened lazily, never committed here
-(endpoints commit explicitly), and closed after every request, which rolls back anything
-uncommitted.
+Owns: `AppState` (stored in `app.extensions["flowyard"]`), `app_state()`, `worker_runtime()`,
+`request_session()` and `request_connection()`. The request session is opened lazily, never
+committed here (endpoints commit explicitly), and closed after every request, which rolls
+back anything uncommitted. The request connection is checked out lazily too, and returned
+after every request.
 Must not hold module-level engines or sessions.
 """
 
@@ -14,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app, g
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.nodetypes import NodeType
+from models.db import autocommit_connection
 from models.settings import Settings
 from worker.gateway import WorkerRuntime
 
@@ -65,8 +68,30 @@ def close_request_session() -> None:
         session.close()
 
 
+def request_connection() -> Connection | None:
+    """The request's autocommit connection (`models.db.autocommit`), checked out on first use.
+
+    For plain SQL that commits as it goes: each statement on its own, or a transaction
+    sent whole in one round trip (`models.driver_sql.fetch_in_transaction`). The token
+    lookup, the audit row and the execute fast path share it, so such a request takes one
+    connection from the pool, and no BEGIN or ROLLBACK round trips.
+
+    None when the app's sessions are bound to one connection, not an engine: an outer
+    transaction owns it (the API tests'), and nothing may commit outside that. Callers
+    then use the request session.
+    """
+    if "db_connection" not in g:
+        bind = app_state().session_factory.kw.get("bind")
+        g.db_connection = autocommit_connection(bind) if isinstance(bind, Engine) else None
+    connection: Connection | None = g.db_connection
+    return connection
+
+
 def _teardown_session(_error: BaseException | None) -> None:
     close_request_session()
+    connection: Connection | None = g.pop("db_connection", None)
+    if connection is not None:
+        connection.close()
 
 
 def worker_runtime() -> WorkerRuntime:

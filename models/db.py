@@ -75,5 +75,11 @@ def autocommit(engine: Engine) -> Iterator[Connection]:
 
     For single-statement work (a fenced claim, a read) that needs no BEGIN and COMMIT.
     """
-    with engine.connect() as connection:
-        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit_connection(engine) as connection:
+        yield connection
+
+
+def autocommit_connection(engine: Engine) -> Connection:
+    """`autocommit`'s connection, for a caller that returns it to the pool (`close()`)
+    itself."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
