@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from models.db import Executor
 from models.driver_sql import fetch_all, fetch_one, fetch_pipelined, jsonb, run
@@ -196,90 +196,6 @@ def mark_deferred(executor: Executor) -> int:
     return int(row[0]) if row is not None else 0
 
 
-_ROOM_SQL = """SELECT (SELECT count(*) FROM workflow_instances WHERE status = 'running')
-                       AS running,
-                   (SELECT count(*) FROM workflow_instances
-                     WHERE status = 'pending' AND id <> %(id)s) AS others_waiting"""
-
-
-@dataclass(frozen=True)
-class AdmissionRoom:
-    """What the admission lock's holder counted: running instances, and pending ones but
-    the instance being admitted."""
-
-    running: int
-    others_waiting: int
-
-
-def _room_of(rows: Sequence[Any]) -> AdmissionRoom:
-    """The room from `_ROOM_SQL`'s one row."""
-    running, others_waiting = rows[0]
-    return AdmissionRoom(int(running), int(others_waiting))
-
-
-def lock_admission_room(executor: Executor, instance_id: uuid.UUID) -> AdmissionRoom:
-    """Take the admission lock, then count the running instances and the pending ones
-    other than this one. One round trip (BEGIN, lock and count pipelined): the lock
-    serialises every admission, so each round trip under it is paid by all of them."""
-    _, rows = fetch_pipelined(executor, [
-        (ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY}),
-        (_ROOM_SQL, {"id": instance_id}),
-    ])
-    return _room_of(rows)
-
-
-_INSTANCE_COLUMNS = tuple(column.name for column in WorkflowInstance.__table__.columns)
-# A new pending instance of the workflow's pinned version, if the workflow is active and
-# has one. No row otherwise, and nothing written.
-_INSERT_PINNED_INSTANCE = f"""
-    INSERT INTO workflow_instances (id, workflow_id, workflow_version_id, status, priority,
-                                    execution_context, triggered_by, trigger_source, progress)
-    SELECT %(id)s, w.id, w.current_version_id, 'pending', %(priority)s, %(context)s,
-           %(triggered_by)s, %(trigger_source)s, 0
-      FROM workflows AS w
-     WHERE w.id = %(workflow_id)s AND w.is_active IS NOT FALSE
-       AND w.current_version_id IS NOT NULL
- RETURNING {", ".join(_INSTANCE_COLUMNS)}
-"""
-# The admission lock, only if the statement before it inserted the instance.
-_LOCK_IF_INSERTED = ("SELECT pg_advisory_xact_lock(%(key)s) FROM workflow_instances"
-                     " WHERE id = %(id)s")
-
-
-def insert_pinned_instance_locking_admission(
-        session: Session, workflow_id: uuid.UUID, values: dict[str, Any],
-) -> tuple[WorkflowInstance, AdmissionRoom] | None:
-    """A new pending instance of an active workflow's pinned version, the admission lock,
-    and the room counted under it: one round trip for what `create_instance` and
-    `lock_admission_room` take four (read the workflow, insert, lock and count).
-
-    `values`: priority, execution_context, triggered_by, trigger_source. The instance comes
-    back as a persistent entity of `session`, as if read. None, with nothing inserted and
-    no lock taken, when the workflow does not exist, is not active or has no pinned version
-    yet. (The caller's general path then pins a version, which locks the workflow's row
-    before the admission lock, as every launch does: holding the admission lock first
-    would deadlock with a launch that holds the row.)
-    """
-    instance_id = uuid.uuid4()
-    inserted, _, room = fetch_pipelined(session, [
-        (_INSERT_PINNED_INSTANCE, {
-            "id": instance_id, "workflow_id": workflow_id, "priority": values["priority"],
-            "context": jsonb(values["execution_context"]),
-            "triggered_by": values["triggered_by"], "trigger_source": values["trigger_source"],
-        }),
-        (_LOCK_IF_INSERTED, {"key": ADMISSION_LOCK_KEY, "id": instance_id}),
-        (_ROOM_SQL, {"id": instance_id}),
-    ])
-    if not inserted:
-        return None
-    instance = WorkflowInstance(**dict(zip(_INSTANCE_COLUMNS, inserted[0], strict=True)))
-    # Its columns as the database returned them, and a member of the session like any
-    # entity read by a query: refresh and set_committed_value work on it.
-    make_transient_to_detached(instance)
-    session.add(instance)
-    return instance, _room_of(room)
-
-
 @dataclass(frozen=True)
 class StartedInstance:
     """An instance just moved pending -> running, with the clock columns the start set."""
@@ -290,27 +206,67 @@ class StartedInstance:
     updated_at: datetime
 
 
-def start_pending_instance(executor: Executor, instance_id: uuid.UUID,
-                           timeout_seconds: float) -> StartedInstance | None:
-    """pending -> running on its first start: its clock and deadline begin now.
+# pending -> running on a new instance's first start, if fewer than `max_running` instances
+# run or wait besides it: then starting it overtakes nobody. Its clock and deadline begin
+# now. The caller holds the admission lock, which makes the count hold until it commits.
+# One row: whether there was that room, then the started instance's columns (or nulls).
+_START_IF_ROOM = f"""
+    WITH started AS (SELECT clock_timestamp() AS at),
+         room AS (SELECT (SELECT count(*) FROM workflow_instances WHERE status = 'running')
+                       + (SELECT count(*) FROM workflow_instances
+                           WHERE status = 'pending' AND id <> %(id)s)
+                       < %(max_running)s AS for_all),
+         moved AS (
+            UPDATE workflow_instances AS i
+               SET status = 'running', started_at = started.at, paused_at = NULL,
+                   deadline_at = started.at + make_interval(secs => %(timeout)s),
+                   progress = COALESCE(CAST(%(progress)s AS integer), i.progress),
+                   updated_at = now()
+              FROM started, room
+             WHERE i.id = %(id)s AND i.status = 'pending' AND i.deadline_at IS NULL
+               AND room.for_all
+         RETURNING {INSTANCE_ROW_COLUMNS}, i.started_at, i.deadline_at, i.updated_at)
+    SELECT room.for_all, moved.* FROM room LEFT JOIN moved ON true
+"""
 
-    None when it is not pending, or was started before (it has a deadline: a resumed or
-    retried instance goes through the full admission pass).
-    """
-    row = fetch_one(executor, f"""
-        WITH started AS (SELECT clock_timestamp() AS at)
-        UPDATE workflow_instances AS i
-           SET status = 'running', started_at = started.at, paused_at = NULL,
-               deadline_at = started.at + make_interval(secs => %(timeout)s),
-               updated_at = now()
-          FROM started
-         WHERE i.id = %(id)s AND i.status = 'pending' AND i.deadline_at IS NULL
-     RETURNING {INSTANCE_ROW_COLUMNS}, i.started_at, i.deadline_at, i.updated_at
-    """, {"id": instance_id, "timeout": float(timeout_seconds)})
-    if row is None:
-        return None
-    *instance, started_at, deadline_at, updated_at = row
-    return StartedInstance(InstanceRow(*instance), started_at, deadline_at, updated_at)
+
+def start_if_room_statement(instance_id: uuid.UUID, timeout_seconds: float, max_running: int,
+                            progress: int | None = None) -> tuple[str, dict[str, Any]]:
+    """The statement that starts a new pending instance if there is room, to send after
+    the admission lock; its rows give `start_decision_of`. `progress`: set it too."""
+    return _START_IF_ROOM, {"id": instance_id, "timeout": float(timeout_seconds),
+                            "max_running": max_running, "progress": progress}
+
+
+@dataclass(frozen=True)
+class StartDecision:
+    """What `start_if_room_statement` decided."""
+
+    room_for_all: bool  # room for this instance and every other pending one
+    started: StartedInstance | None  # None: it did not start (no room, or not new pending)
+
+
+def start_decision_of(rows: Sequence[Any]) -> StartDecision:
+    """`start_if_room_statement`'s one row, read."""
+    room_for_all, *columns = rows[0]
+    if columns[0] is None:  # no instance row: nothing started
+        return StartDecision(bool(room_for_all), None)
+    *instance, started_at, deadline_at, updated_at = columns
+    return StartDecision(bool(room_for_all), StartedInstance(
+        InstanceRow(*instance), started_at, deadline_at, updated_at))
+
+
+def lock_admission_and_start(executor: Executor, instance_id: uuid.UUID,
+                             timeout_seconds: float, max_running: int) -> StartDecision:
+    """Take the admission lock, then start the new instance if there is room: one round
+    trip (BEGIN, lock and start pipelined), as every round trip under that lock is paid
+    by every admission waiting for it. With room it may still not start: a pass started
+    it first, or it was cancelled."""
+    _, rows = fetch_pipelined(executor, [
+        (ADMISSION_LOCK_SQL, {"key": ADMISSION_LOCK_KEY}),
+        start_if_room_statement(instance_id, timeout_seconds, max_running),
+    ])
+    return start_decision_of(rows)
 
 
 def take_admission_lock(session: Executor) -> None:

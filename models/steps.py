@@ -542,27 +542,50 @@ def insert_steps(session: Executor, instance_id: uuid.UUID, steps: Sequence[NewS
     """
     if not steps and progress is None:
         return {}
-    rows = fetch_all(session, """
-        WITH progress AS (
-            UPDATE workflow_instances SET progress = %(progress)s, updated_at = now()
-             WHERE id = %(instance_id)s AND CAST(%(progress)s AS integer) IS NOT NULL
-        )
-        INSERT INTO workflow_executions
-            (instance_id, node_id, step_type, status, max_retries, selected_handle,
-             output_data, queued_at, dispatched_at, completed_at, attempt, retry_count)
-        SELECT %(instance_id)s, n.node_id, n.step_type, n.status, n.max_retries, n.handle,
-               CASE WHEN n.passed_through THEN '{}'::jsonb END, now(),
-               CASE WHEN n.status = 'pending' THEN now() END,
-               CASE WHEN n.status <> 'pending' THEN now() END, 0, 0
-          -- One JSON parameter: the driver dumps it for half the CPU of six typed arrays.
-          FROM jsonb_to_recordset(%(steps)s)
-               AS n(node_id text, step_type text, status text, max_retries integer,
-                    handle text, passed_through boolean)
-        ON CONFLICT (instance_id, node_id) DO NOTHING
-        RETURNING node_id, id
-    """, {"instance_id": instance_id, "progress": progress,
-          "steps": jsonb([{"node_id": step.node_id, "step_type": step.step_type,
-                           "status": step.status, "max_retries": step.max_retries,
-                           "handle": step.handle, "passed_through": step.passed_through}
-                          for step in steps])})
+    return inserted_step_ids(fetch_all(session, *insert_steps_statement(
+        instance_id, steps, progress)))
+
+
+_INSERT_STEPS = """
+    WITH progress AS (
+        UPDATE workflow_instances SET progress = %(progress)s, updated_at = now()
+         WHERE id = %(instance_id)s AND CAST(%(progress)s AS integer) IS NOT NULL
+    )
+    INSERT INTO workflow_executions
+        (instance_id, node_id, step_type, status, max_retries, selected_handle,
+         output_data, queued_at, dispatched_at, completed_at, attempt, retry_count)
+    SELECT %(instance_id)s, n.node_id, n.step_type, n.status, n.max_retries, n.handle,
+           CASE WHEN n.passed_through THEN '{{}}'::jsonb END, now(),
+           CASE WHEN n.status = 'pending' THEN now() END,
+           CASE WHEN n.status <> 'pending' THEN now() END, 0, 0
+      -- One JSON parameter: the driver dumps it for half the CPU of six typed arrays.
+      FROM jsonb_to_recordset(%(steps)s)
+           AS n(node_id text, step_type text, status text, max_retries integer,
+                handle text, passed_through boolean)
+     {guard}
+    ON CONFLICT (instance_id, node_id) DO NOTHING
+    RETURNING node_id, id
+"""
+_INSERT_STEPS_ALWAYS = _INSERT_STEPS.format(guard="")
+# For a statement sent before the one that may have started the instance has answered.
+_INSERT_STEPS_IF_RUNNING = _INSERT_STEPS.format(guard="""
+     WHERE EXISTS (SELECT 1 FROM workflow_instances
+                    WHERE id = %(instance_id)s AND status = 'running')""")
+
+
+def insert_steps_statement(instance_id: uuid.UUID, steps: Sequence[NewStep],
+                           progress: int | None = None, *, if_running: bool = False,
+                           ) -> tuple[str, dict[str, Any]]:
+    """`insert_steps`' statement and parameters, to send with others; its rows give
+    `inserted_step_ids`. `if_running`: insert nothing unless the instance is running."""
+    return (_INSERT_STEPS_IF_RUNNING if if_running else _INSERT_STEPS_ALWAYS, {
+        "instance_id": instance_id, "progress": progress,
+        "steps": jsonb([{"node_id": step.node_id, "step_type": step.step_type,
+                         "status": step.status, "max_retries": step.max_retries,
+                         "handle": step.handle, "passed_through": step.passed_through}
+                        for step in steps])})
+
+
+def inserted_step_ids(rows: Sequence[Any]) -> dict[str, uuid.UUID]:
+    """The ids of the step rows `insert_steps_statement` inserted, by node id."""
     return {row[0]: row[1] for row in rows}

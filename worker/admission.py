@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,15 +18,13 @@ from engine.statuses import InstanceStatus
 from models.db import Executor, autocommit, transaction
 from models.instance import WorkflowInstance
 from models.instances import (
-    AdmissionRoom,
     StartedInstance,
     any_waiting_for_a_pass,
     count_running,
-    lock_admission_room,
+    lock_admission_and_start,
     lock_instance,
     mark_deferred,
     pick_pending,
-    start_pending_instance,
     take_admission_lock,
 )
 from models.step_recovery import pending_steps_of
@@ -102,6 +101,11 @@ def _start(session: Session, runtime: WorkerRuntime, instance: WorkflowInstance)
 
 def _timeout_ms(session: Executor, runtime: WorkerRuntime, version_id: uuid.UUID) -> int:
     _, configuration = runtime.graphs.get(session, version_id)
+    return execution_timeout_ms(runtime, configuration)
+
+
+def execution_timeout_ms(runtime: WorkerRuntime, configuration: dict[str, Any]) -> int:
+    """An instance's time limit: its version's `execution_timeout_ms`, else the default."""
     value = configuration.get("execution_timeout_ms")
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
@@ -157,24 +161,20 @@ class NewAdmission:
 
 
 def decide_new(executor: Executor, runtime: WorkerRuntime, instance_id: uuid.UUID,
-               version_id: uuid.UUID, room: AdmissionRoom | None = None) -> NewAdmission:
+               version_id: uuid.UUID) -> NewAdmission:
     """The decision of `admit_new`, in the caller's transaction; never commits.
 
     The caller may have created the instance in this same transaction (the API does: one
     commit for creating and starting it). The admission lock is held until that commit.
-    `room`: what the caller counted after taking that lock itself (see
-    `create_instance_locking_admission`); taken and counted here when None.
     """
-    if room is None:
-        room = lock_admission_room(executor, instance_id)
-    if room.running + room.others_waiting >= runtime.settings.max_concurrent_workflows:
-        return NewAdmission(room_for_all=False)
     timeout_ms = _timeout_ms(executor, runtime, version_id)
-    # None when a pass that held the lock before us started it (or it was cancelled
-    # meanwhile): nothing is left to do for it, and no full pass is needed.
-    started = start_pending_instance(executor, instance_id, timeout_ms / 1000)
+    decision = lock_admission_and_start(executor, instance_id, timeout_ms / 1000,
+                                        runtime.settings.max_concurrent_workflows)
+    # Not started with room for all: a pass that held the lock before us started it (or
+    # it was cancelled meanwhile). Nothing is left to do for it, and no full pass is needed.
+    started = decision.started
     result = advance(executor, runtime, started.row, steps=[]) if started else None
-    return NewAdmission(room_for_all=True, started=started, result=result)
+    return NewAdmission(decision.room_for_all, started, result)
 
 
 def after_new(runtime: WorkerRuntime, decision: NewAdmission) -> StartedInstance | None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from worker import control
 from worker.admission import admit_and_dispatch, admit_new, after_new, decide_new
+from worker.direct_launch import after_direct_launch, launch_directly
 from worker.firing import LaunchRequest, fire_trigger
 from worker.launch import (
     InactiveWorkflowError,
     UnknownWorkflowError,
     create_instance,
-    create_instance_locking_admission,
     launch,
 )
 from worker.nodes.approval import record_decision, resume_after_commit
@@ -28,13 +28,14 @@ __all__ = [
     "WorkerRuntime",
     "admit_and_dispatch",
     "admit_new",
+    "after_direct_launch",
     "after_new",
     "control",
     "create_instance",
-    "create_instance_locking_admission",
     "decide_new",
     "fire_trigger",
     "launch",
+    "launch_directly",
     "load_node_types",
     "record_decision",
     "resume_after_commit",

@@ -15,11 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.statuses import InstanceStatus, Priority
 from models.instance import WorkflowInstance
-from models.instances import (
-    AdmissionRoom,
-    find_by_idempotency_key,
-    insert_pinned_instance_locking_admission,
-)
+from models.instances import find_by_idempotency_key
 from models.workflow import Workflow, WorkflowVersion
 
 
@@ -81,7 +77,7 @@ def create_instance(
         raise InactiveWorkflowError(f"workflow {workflow.id} is not active")
     instance = WorkflowInstance(
         workflow_id=workflow.id, status=InstanceStatus.PENDING.value,
-        **_launch_values(input, priority, triggered_by, trigger_source),
+        **launch_values(input, priority, triggered_by, trigger_source),
         workflow_version_id=pinned_version(session, workflow),
         idempotency_key=idempotency_key or None, parent_execution_id=parent_execution_id,
         progress=0,
@@ -104,27 +100,7 @@ def create_instance(
     return instance, True
 
 
-def create_instance_locking_admission(
-    session: Session,
-    workflow_id: uuid.UUID,
-    input: Any,
-    priority: str = Priority.NORMAL.value,
-    triggered_by: str | None = None,
-    trigger_source: str | None = None,
-) -> tuple[WorkflowInstance, AdmissionRoom] | None:
-    """`create_instance` without an idempotency key, for a workflow that is known, active
-    and already pinned to a version (every one that ran before), with the admission lock
-    taken and the room counted for `decide_new`: one round trip, where the general path
-    reads the workflow first.
-
-    None, with nothing created and no lock taken, for any other workflow: `create_instance`
-    then says why, or pins its first version.
-    """
-    return insert_pinned_instance_locking_admission(
-        session, workflow_id, _launch_values(input, priority, triggered_by, trigger_source))
-
-
-def _launch_values(input: Any, priority: str | None, triggered_by: str | None,
+def launch_values(input: Any, priority: str | None, triggered_by: str | None,
                    trigger_source: str | None) -> dict[str, Any]:
     """What both ways of creating an instance write from the caller's arguments."""
     return {"priority": priority or Priority.NORMAL.value,

@@ -220,6 +220,33 @@ def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstanc
     return Advance(dispatch=dispatch, finished=False, progress=progress)
 
 
+@dataclass(frozen=True)
+class FirstPlan:
+    """The first plan of an instance that has no steps yet."""
+
+    ready: list[str]  # nodes whose steps are sent once recorded
+    steps: list[NewStep]  # every decided node's new row (ready, skipped, passed through)
+    progress: int | None  # the instance's progress after it, when not 0
+
+
+def plan_first(runtime: WorkerRuntime, graph: WorkflowGraph,
+               instance: PlannedInstance) -> FirstPlan | None:
+    """What `advance` decides for a new instance as it starts, decided before anything is
+    written; pure. `instance`: as it will be once started (running, no steps).
+
+    None when that plan ends the instance at once: `advance` then finishes it, which
+    needs its start written first. (No step exists yet, so no edge condition is evaluated
+    and nothing fails for one: one plan is the whole of it.)
+    """
+    base = {"input": instance_input(instance), "instance": instance_facts(instance)}
+    result = planner.plan(graph, {}, base, runtime.node_types)
+    if result.outcome != planner.OUTCOME_RUNNING:
+        return None
+    progress = planner.progress(graph, _decided_states(result))
+    return FirstPlan(list(result.ready), _decided_steps(graph, result),
+                     progress if progress != instance.progress else None)
+
+
 def _decided_states(result: planner.Plan) -> dict[str, planner.StepState]:
     """The states the plan's decisions give their nodes (as the rows just inserted say)."""
     states = {node_id: planner.StepState(StepStatus.PENDING) for node_id in result.ready}
@@ -347,15 +374,26 @@ def _record_decisions(executor: Executor, graph: WorkflowGraph, instance: Planne
 
     Returns refs of the new pending steps, to send after commit.
     """
+    inserted = insert_steps(executor, instance.id, _decided_steps(graph, result), progress)
+    return ready_step_refs(graph, instance, result.ready, inserted, default_timeout)
+
+
+def _decided_steps(graph: WorkflowGraph, result: planner.Plan) -> list[NewStep]:
+    """One new row per node the plan decided."""
     decided = [_new_step(graph, node_id, StepStatus.PENDING) for node_id in result.ready]
     decided += [_new_step(graph, node_id, StepStatus.SKIPPED) for node_id in result.skipped]
     decided += [_new_step(graph, node_id, StepStatus.SKIPPED, state.selected_handle,
                           passed_through=True)
                 for node_id, state in result.passthrough_steps().items()]
-    inserted = insert_steps(executor, instance.id, decided, progress)
+    return decided
+
+
+def ready_step_refs(graph: WorkflowGraph, instance: PlannedInstance, ready: Sequence[str],
+                    inserted: dict[str, uuid.UUID], default_timeout: float) -> list[StepRef]:
+    """Refs of the ready steps just inserted (by node id), to send after commit."""
     return [_step_ref(graph, instance.id, instance.workflow_version_id, node_id,
                       inserted[node_id], default_timeout)
-            for node_id in result.ready if node_id in inserted]
+            for node_id in ready if node_id in inserted]
 
 
 def _new_step(graph: WorkflowGraph, node_id: str, status: StepStatus, handle: str | None = None,

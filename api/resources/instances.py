@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from api.audit import set_audit_resource
 from api.auth import require_role
 from api.blueprint import Blueprint
-from api.context import app_state, request_session, worker_runtime
+from api.context import app_state, request_connection, request_session, worker_runtime
 from api.errors import ConflictError, NotFoundError
 from api.pagination import page_schema, paginate
 from api.schemas.instances import (
@@ -38,11 +38,12 @@ from models.workflow import Workflow
 from worker.gateway import (
     InactiveWorkflowError,
     admit_new,
+    after_direct_launch,
     after_new,
     control,
     create_instance,
-    create_instance_locking_admission,
     decide_new,
+    launch_directly,
 )
 
 blp = Blueprint("instances", __name__, url_prefix="/api",
@@ -75,19 +76,25 @@ class Execute(MethodView):
                       "with this idempotency key (nothing new started)")
     def post(self, body: dict[str, Any], workflow_id: uuid.UUID) -> Any:
         """Start an instance (202); a repeated idempotency key answers its first one (200)."""
-        session = request_session()
-        key = body.get("idempotency_key")
-        fast = (None if key else create_instance_locking_admission(
-            session, workflow_id, body["input"], body["priority"], "manual", "api"))
-        if fast is not None:
-            (instance, room), created = fast, True
-        else:  # a key to look up, or a workflow that is unknown, inactive or never ran
-            instance, created = _create_instance(session, workflow_id, body, key)
-            room = None
         runtime = worker_runtime()
+        key = body.get("idempotency_key")
+        connection = request_connection()
+        direct = (launch_directly(runtime, connection, workflow_id, body["input"],
+                                  body["priority"], "manual", "api")
+                  if connection is not None and not key else None)
+        if direct is not None:
+            set_audit_resource("workflow-instances", direct.instance.id,
+                               {"workflow_id": str(workflow_id), "created": True})
+            after_direct_launch(runtime, direct)
+            # One that did not start: the admission pass just run may have started it.
+            return (direct.instance if direct.started
+                    else get_instance(request_session(), direct.instance.id)), 202
+        # A key to look up, or a workflow that is unknown, inactive or never ran.
+        session = request_session()
+        instance, created = _create_instance(session, workflow_id, body, key)
         # Its start is decided in the transaction that creates it: one commit, not two.
         admission = (decide_new(session.connection(), runtime, instance.id,
-                                instance.workflow_version_id, room)
+                                instance.workflow_version_id)
                      if created and instance.workflow_version_id is not None else None)
         session.commit()
         set_audit_resource("workflow-instances", instance.id,
