@@ -15,14 +15,13 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from api.auth import find_principal
+from api.auth import MUTATING_METHODS, find_principal
 from api.context import app_state, close_request_session, request_connection
 from models.driver_sql import jsonb, run
 from models.security import AuditLogEntry
 
 logger = logging.getLogger(__name__)
 
-MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REQUEST_ID_HEADER = "X-Request-ID"
 
 

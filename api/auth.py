@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import func, or_, text, update
+from sqlalchemy import Connection, func, or_, text, update
 from sqlalchemy.orm import Session
 
 from api.context import request_connection, request_session
@@ -132,6 +132,9 @@ def _stale_use() -> Any:
                ApiToken.last_used_at < func.now() - text("interval '1 minute'"))
 
 
+# The methods that change state; each such call under /api is audited (api.audit).
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
 # This runs on every request: plain SQL on the driver (models.driver_sql), as an entity or
 # even a Core statement costs more CPU to build and read than the lookup itself. `stale`
 # is `_stale_use()`.
@@ -144,30 +147,36 @@ _FIND_TOKEN = f"""
 
 
 def _load_principal(token: str) -> Principal | None:
-    # The request connection when there is one: no transaction to begin, and none to roll
-    # back when the request ends.
-    connection = request_connection()
+    connection = _lookup_connection()
     executor = connection if connection is not None else request_session()
     found = fetch_one(executor, _FIND_TOKEN, {"token_hash": hash_token(token)})
     if found is None:
         return None
     token_id, name, roles, stale = found
     if stale:
-        _record_use(token_id)
+        _record_use(connection, token_id)
     return Principal(token_id=str(token_id), name=name, roles=frozenset(roles))
 
 
-def _record_use(token_id: Any) -> None:
+def _lookup_connection() -> Connection | None:
+    """Where the token lookup runs: the request connection for a call that changes state,
+    as its audit row takes that connection anyway (api.audit), so the lookup needs no
+    transaction to begin or roll back; None (the request session) for a read, whose own
+    queries use the session: a second pooled connection would cost it more than the
+    lookup's BEGIN saves."""
+    return request_connection() if request.method in MUTATING_METHODS else None
+
+
+def _record_use(connection: Connection | None, token_id: Any) -> None:
     """Set `last_used_at` at most once a minute per token, committed at once.
 
     Only stale tokens get here, so most requests write nothing; the condition is repeated in
-    the UPDATE so concurrent requests of one token write it once. On the request session,
-    nothing else is in it yet (authentication runs first), so the commit only ends this
-    write.
+    the UPDATE so concurrent requests of one token write it once. On `connection` (the
+    lookup's), it commits on its own; on the request session, nothing else is in it yet
+    (authentication runs first), so the commit only ends this write.
     """
     statement = (update(ApiToken).where(ApiToken.id == token_id, _stale_use())
                  .values(last_used_at=func.now()))
-    connection = request_connection()
     if connection is not None:
         connection.execute(statement)
         return

@@ -72,9 +72,9 @@ def request_connection() -> Connection | None:
     """The request's autocommit connection (`models.db.autocommit`), checked out on first use.
 
     For plain SQL that commits as it goes: each statement on its own, or a transaction
-    sent whole in one round trip (`models.driver_sql.fetch_in_transaction`). The token
-    lookup, the audit row and the execute fast path share it, so such a request takes one
-    connection from the pool, and no BEGIN or ROLLBACK round trips.
+    sent whole in one round trip (`models.driver_sql.fetch_in_transaction`). The audit
+    row, the execute fast path and a mutating call's token lookup share it, so such work
+    takes one connection from the pool, and no BEGIN or ROLLBACK round trips.
 
     None when the app's sessions are bound to one connection, not an engine: an outer
     transaction owns it (the API tests'), and nothing may commit outside that. Callers

@@ -93,8 +93,10 @@ def test_an_audit_row_keeps_what_the_endpoint_named(
 
 def test_an_app_on_its_own_engine_commits_each_row_alone(app_settings: Any) -> None:
     """Production's shape: the app's sessions on an engine, each row one autocommit write.
-    A call whose own work rolls back (422 here) is recorded all the same."""
-    from sqlalchemy import delete
+    A call whose own work rolls back (422 here) is recorded all the same. Each call takes
+    one pooled connection for its token lookup and audit row (api.context's request
+    connection), and a read takes just one in all: its lookup runs on its session."""
+    from sqlalchemy import delete, event
 
     from api.app import create_app
     from api.auth import issue_token
@@ -111,16 +113,25 @@ def test_an_app_on_its_own_engine_commits_each_row_alone(app_settings: Any) -> N
             session.commit()
         client = create_app(app_settings, session_factory=factory).test_client()
         headers = {"Authorization": f"Bearer {token}"}
+        checkouts: list[int] = []
+        event.listen(engine, "checkout", lambda *_: checkouts.append(1))
         before = _last_id(factory)
+        checkouts.clear()
         refused = client.post("/api/workflows", json={"name": ""}, headers=headers)
+        refused_checkouts = len(checkouts)
         created = client.post("/api/workflows", headers=headers, json={
             "name": f"{name}-workflow", "workflow_data": {"nodes": [
                 {"id": "a", "type": "noop", "position": {"x": 0, "y": 0}, "data": {}}],
                 "edges": []}})
+        checkouts.clear()
+        read = client.get(f"/api/workflows/{created.json['id']}", headers=headers)
+        read_checkouts = len(checkouts)
         rows = _rows_after(factory, before)
         assert [(row.actor, row.status_code, row.outcome) for row in rows] == [
             (name, refused.status_code, "failure"), (name, created.status_code, "success")]
         assert refused.status_code == 422 and created.status_code == 201
+        assert read.status_code == 200
+        assert (refused_checkouts, read_checkouts) == (1, 1)
     finally:
         with factory() as session:
             session.execute(delete(AuditLogEntry).where(AuditLogEntry.actor == name))
