@@ -83,6 +83,11 @@ class Plan:
     edges: Mapping[str, bool] = field(default_factory=dict)
     passthrough_handles: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def writes_no_step(self) -> bool:
+        """Nothing to record and no step to fail: the instance's steps stay as they are."""
+        return not (self.ready or self.passthrough or self.skipped or self.condition_errors)
+
     def passthrough_steps(self) -> dict[str, StepState]:
         """The `skipped` step state to record for each passthrough node."""
         return {

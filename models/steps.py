@@ -258,12 +258,21 @@ class UnclaimedRun:
     input_data: Any
 
 
+# What ending an instance reads of its steps besides their states (`step_records_of`).
+_TIMING_COLUMNS = "error_message, started_at, queued_at, retry_count, duration_ms, created_at"
+_TIMING_COLUMNS_OF_E = ("e.error_message, e.started_at, e.queued_at, e.retry_count, "
+                        "e.duration_ms, e.created_at")
+_RECORD_COLUMNS = f"node_id, status, selected_handle, output_data, {_TIMING_COLUMNS}"
+_RECORD_COLUMNS_OF_E = ("e.node_id, e.status, e.selected_handle, e.output_data, "
+                        f"{_TIMING_COLUMNS_OF_E}")
+
+
 # The step row a completion writes, and the instance's current step when it was unclaimed.
 _FINISH_RUNNING = f"""
     finished AS (
         UPDATE workflow_executions {_FINISH}
          WHERE id = %(id)s AND status IS NOT DISTINCT FROM 'running' AND attempt = %(attempt)s
-     RETURNING id, instance_id, node_id, status, selected_handle, output_data
+     RETURNING id, instance_id, {_RECORD_COLUMNS}
     )
 """
 # Due and pending at the attempt before this one, as the claim checks it.
@@ -289,17 +298,19 @@ _FINISH_UNCLAIMED = f"""
         UPDATE workflow_executions AS e {_FINISH_FROM_PENDING}
           FROM instance
          WHERE e.id = %(id)s AND e.instance_id = instance.id AND {_DUE}
-     RETURNING e.id, e.instance_id, e.node_id, e.status, e.selected_handle, e.output_data
+     RETURNING e.id, e.instance_id, {_RECORD_COLUMNS_OF_E}
     )
 """
-# Every step of the instance as planning reads them, the finished one as just written.
-_STATES_AFTER_FINISH = """
+# Every step of the instance as planning reads them, the finished one as just written;
+# with what ending the instance reads too (`models.instances.step_records_of`'s columns), so
+# a completion that ends it need not read them again.
+_STATES_AFTER_FINISH = f"""
     SELECT id, node_id, status, selected_handle,
-           CASE WHEN %(outputs)s THEN output_data END AS output_data
+           CASE WHEN %(outputs)s THEN output_data END AS output_data, {_TIMING_COLUMNS}
       FROM finished
     UNION ALL
     SELECT e.id, e.node_id, e.status, e.selected_handle,
-           CASE WHEN %(outputs)s THEN e.output_data END
+           CASE WHEN %(outputs)s THEN e.output_data END, {_TIMING_COLUMNS_OF_E}
       FROM workflow_executions AS e
       JOIN finished AS f ON e.instance_id = f.instance_id AND e.id <> f.id
 """
@@ -325,8 +336,9 @@ def lock_instance_and_complete_step(
     """Lock the instance row, then complete the step (running -> completed, fenced by attempt).
 
     Returns the locked instance and every step of it as planning reads them
-    (`models.instances.step_states_of`), the completed one as just written; the steps are
-    None when the attempt was superseded (nothing changed). Both statements go out together
+    (`models.instances.step_states_of`), the completed one as just written, with the
+    columns `models.instances.step_records_of` adds (unordered); the steps are None when the
+    attempt was superseded (nothing changed). Both statements go out together
     and run in that order (instance lock first, as every writer takes them): one round trip
     instead of two (the driver's BEGIN before them is one more). Without `with_outputs`,
     the steps' outputs read as None: a plan without edge conditions never looks at them,

@@ -114,12 +114,15 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
         if instance is None or not _complete(executor, claimed, output, unclaimed):
             return None
         return advance(executor, runtime, instance, completed_node=claimed.node_id)
+    # A step with no successor may end the instance, whose output reads the outputs.
+    with_outputs = graph is None or graph.plans_with_outputs or not graph.outgoing(
+        claimed.node_id)
     instance, steps = lock_instance_and_complete_step(
         executor, claimed.instance_id, claimed.id, claimed.attempt, output, handle,
-        with_outputs=graph is None or graph.plans_with_outputs, unclaimed=unclaimed)
+        with_outputs=with_outputs, unclaimed=unclaimed)
     if instance is None or steps is None:
         return None
-    return advance(executor, runtime, instance, steps=steps)
+    return advance(executor, runtime, instance, steps=steps, steps_are_records=with_outputs)
 
 
 def complete_starting_successors(runtime: WorkerRuntime, claimed: ClaimedStep, output: Any,
@@ -171,13 +174,16 @@ def _complete(executor: Executor, claimed: ClaimedStep, output: Any,
 
 
 def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstance,
-            completed_node: str | None = None, steps: Sequence[Any] | None = None) -> Advance:
+            completed_node: str | None = None, steps: Sequence[Any] | None = None,
+            steps_are_records: bool = False) -> Advance:
     """Plan the locked instance until nothing new is decided; finish it when the plan says so.
 
     `completed_node`: the node whose step just completed with its default handle, if that is
     why we plan; lets a parent of a join that still waits skip the full plan. `steps`: the
     instance's steps as `step_states_of` reads them, when the caller already has them (their
     outputs may be None if the graph has no edge condition: nothing here reads them then).
+    `steps_are_records`: they are as `step_records_of` reads them, outputs included; a plan
+    that ends the instance without writing a step then finishes it without reading them again.
     """
     if instance.status in FINAL_INSTANCE_STATUSES:
         # A late step of an instance that already ended (a parallel branch failed, or it
@@ -196,7 +202,7 @@ def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstanc
     timeout = float(runtime.settings.default_step_timeout_seconds)
     dispatch: list[StepRef] = []
     if steps is None:
-        steps = step_states_of(executor, instance.id)
+        steps, steps_are_records = step_states_of(executor, instance.id), False
     for _ in range(_MAX_PLAN_ROUNDS):
         states = planner_steps(steps)
         result = planner.plan(graph, states, base, runtime.node_types)
@@ -204,16 +210,19 @@ def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstanc
         states.update(_decided_states(result))
         # The planner cascades skips and passthroughs to a fixpoint in one call, so only a
         # step failed for its edge condition needs another round; otherwise the progress
-        # is final and goes out with the decisions, in one statement.
+        # is final and goes out with the decisions, in one statement (or with the
+        # instance's end, which writes it anyway).
         progress = planner.progress(graph, states)
-        final_progress = None if changed or progress == instance.progress else progress
+        ends = result.outcome != planner.OUTCOME_RUNNING
+        final_progress = None if changed or ends or progress == instance.progress else progress
         dispatch.extend(_record_decisions(executor, graph, instance, result, timeout,
                                           final_progress))
         if not changed:
             break
-        steps = step_states_of(executor, instance.id)
+        steps, steps_are_records = step_states_of(executor, instance.id), False
     if result.outcome != planner.OUTCOME_RUNNING:
-        _finish_instance(executor, instance, graph, configuration, result, progress)
+        records = steps if steps_are_records and result.writes_no_step else None
+        _finish_instance(executor, instance, graph, configuration, result, progress, records)
         return Advance(dispatch=[], finished=True)
     if instance.status != InstanceStatus.RUNNING.value:
         return Advance(dispatch=[], finished=False, progress=progress)
@@ -271,14 +280,20 @@ class EndedInstance:
 
 def _finish_instance(executor: Executor, instance: PlannedInstance, graph: WorkflowGraph,
                      configuration: dict[str, Any], result: planner.Plan,
-                     progress: int) -> None:
-    """Completed or failed: outputs of completed leaves, metrics, error naming the node."""
+                     progress: int, records: Sequence[Any] | None = None) -> None:
+    """Completed or failed: outputs of completed leaves, metrics, error naming the node.
+
+    `records`: the instance's steps as `step_records_of` reads them (in any order), when
+    the caller has them as they are now.
+    """
     if isinstance(executor, Session):
         executor.flush()  # the caller's own changes to this instance are written first
     failed_node = result.failed_node if result.outcome == planner.OUTCOME_FAILED else None
     if failed_node is not None:
         skip_pending_steps(executor, instance.id, f"not run: node '{failed_node}' failed")
-    steps = step_records_of(executor, instance.id)
+        records = None  # pending steps were just skipped
+    steps = (step_records_of(executor, instance.id) if records is None
+             else sorted(records, key=lambda step: (step.created_at, step.node_id)))
     output = None
     error = None
     if failed_node is not None:

@@ -1,12 +1,14 @@
-"""An instance that fails skips its steps that never started; running ones may still finish."""
+"""How an instance ends: a failure skips its steps that never started (running ones may
+still finish); the completion that ends it writes its output and metrics from its steps."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
-from tests.worker.helpers import claim_node
+from tests.worker.helpers import claim_node, refuse_calls
 from worker.orchestrator import record_outcome
+from worker.planning import step_metrics
 from worker.results import NodeResult
 from worker.step_run import StepFailure
 
@@ -37,3 +39,33 @@ def test_failure_skips_pending_steps_and_records_a_late_running_one(runtime: Any
     assert late["running"].status == "completed" and late["running"].output_data == {"late": True}
     assert "after" not in late  # the ended instance is not planned again
     assert instance_row(runtime, instance_id).completed_at == instance.completed_at
+
+
+def test_the_completion_that_ends_an_instance_writes_what_its_steps_say(
+        runtime: Any, monkeypatch: Any) -> None:
+    import worker.planning
+
+    workflow_id = make_workflow(
+        runtime, [node("start", "noop"), node("flaky", "noop", retries=1,
+                                              retry_backoff_seconds=0), node("last", "noop")],
+        [edge("start", "flaky"), edge("start", "last")])
+    instance_id = start(runtime, workflow_id)
+    record_outcome(runtime, claim_node(runtime, instance_id, "start"), NodeResult({"s": 1}))
+    record_outcome(runtime, claim_node(runtime, instance_id, "flaky"),
+                   StepFailure("try again", permanent=False))
+    record_outcome(runtime, claim_node(runtime, instance_id, "flaky"), NodeResult({"f": 2}))
+    assert instance_row(runtime, instance_id).status == "running"
+    # The last completion read every step of the instance: ending it reads none again.
+    refuse_calls(monkeypatch, worker.planning, ["step_records_of"],
+                 "the completion's own read has what ending the instance needs")
+
+    record_outcome(runtime, claim_node(runtime, instance_id, "last"), NodeResult({"l": 3}))
+
+    instance = instance_row(runtime, instance_id)
+    assert instance.status == "completed" and instance.progress == 100
+    assert instance.output_data == {"flaky": {"f": 2}, "last": {"l": 3}}
+    recorded = list(steps(runtime, instance_id).values())
+    metrics = dict(instance.execution_metrics or {})
+    assert metrics.pop("wall_time_ms") >= 0
+    assert metrics == step_metrics(recorded)
+    assert (metrics["step_count"], metrics["retry_count"]) == (3, 1)
