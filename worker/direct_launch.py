@@ -1,9 +1,10 @@
 """Start an instance of a workflow that ran before in one transaction sent whole.
 
-`POST /execute` without an idempotency key comes here first. Its pinned version's graph is
-cached and a new instance has no steps, so its start and first plan are decided before
-anything is written, and `models.launches.insert_and_start` writes all of it, the
-admission decision included, in one round trip. The general path
+`POST /execute` without an idempotency key comes here first. The workflow's pinned version
+(as this process last read it) and that version's graph are cached, and a new instance has
+no steps, so its start and first plan are decided before anything is written, and
+`models.launches.insert_and_start` writes all of it, the admission decision included, in
+one round trip; the write checks the version is still the one pinned. The general path
 (`worker.launch.create_instance`, then `worker.admission.decide_new`) takes five and holds
 the admission lock over three; it remains for keyed launches, a workflow's first launch,
 one that cannot start (it says why), and a first plan that ends the instance at once.
@@ -41,18 +42,23 @@ def launch_directly(runtime: WorkerRuntime, connection: Connection, workflow_id:
                     input: Any, priority: str, triggered_by: str | None,
                     trigger_source: str | None) -> DirectLaunch | None:
     """A new instance of the workflow's pinned version, started when there is room, with
-    its first steps recorded; committed. Two round trips on `connection`, an autocommit
-    one (`models.db.autocommit`): the pinned version, then the transaction.
+    its first steps recorded; committed. One round trip on `connection`, an autocommit
+    one (`models.db.autocommit`), for the transaction; one more before it to read the
+    pinned version when this process has not read it yet (`WorkerRuntime.pinned_versions`).
 
     None, with nothing written, when this path does not apply: the workflow is unknown,
-    inactive or never ran, or its first plan would end it. The caller then takes the
-    general path, which says why or pins a first version.
+    inactive or never ran, its pinned version changed since this process read it, or its
+    first plan would end it. The caller then takes the general path, which says why or
+    pins a version.
     """
     values = launch_values(input, priority, triggered_by, trigger_source)
-    version_id = pinned_version_of(connection, workflow_id)
+    cached = runtime.pinned_versions.get(workflow_id)
+    version_id = cached or pinned_version_of(connection, workflow_id)
     if version_id is None:
         return None
     graph, configuration = runtime.graphs.get(connection, version_id)
+    if cached is None:  # remembered once its graph is: a cached version's graph is too
+        runtime.pinned_versions.remember(workflow_id, version_id)
     # As the instance will be once started: the plan is made for that.
     row = InstanceRow(uuid.uuid4(), InstanceStatus.RUNNING.value, workflow_id, version_id,
                       triggered_by, values["execution_context"], 0)
@@ -65,6 +71,8 @@ def launch_directly(runtime: WorkerRuntime, connection: Connection, workflow_id:
         max_running=runtime.settings.max_concurrent_workflows, first_steps=plan.steps,
         progress=plan.progress)
     if inserted is None:
+        # Saved (a new version pinned), deactivated or deleted since read: read it again.
+        runtime.pinned_versions.forget(workflow_id)
         return None
     instance, started = inserted.instance, inserted.started
     if started is None:

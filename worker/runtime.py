@@ -55,6 +55,37 @@ class GraphCache:
         return entry
 
 
+class PinnedVersions:
+    """The version each workflow's launches pin, as this process last read it.
+
+    May be stale: saving a workflow pins a new version, and deactivating it stops its
+    launches, without any process being told. So only a write that checks the version is
+    still pinned, and the workflow still active, may use an entry
+    (`models.launches.insert_and_start` does); when that check refuses, the caller forgets
+    the entry. Holds at most `capacity` workflows, the oldest read dropped first.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._versions: dict[uuid.UUID, uuid.UUID] = {}
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, workflow_id: uuid.UUID) -> uuid.UUID | None:
+        with self._lock:
+            return self._versions.get(workflow_id)
+
+    def remember(self, workflow_id: uuid.UUID, version_id: uuid.UUID) -> None:
+        with self._lock:
+            self._versions.pop(workflow_id, None)
+            self._versions[workflow_id] = version_id
+            if len(self._versions) > self._capacity:
+                del self._versions[next(iter(self._versions))]
+
+    def forget(self, workflow_id: uuid.UUID) -> None:
+        with self._lock:
+            self._versions.pop(workflow_id, None)
+
+
 @dataclass
 class WorkerRuntime:
     settings: Settings
@@ -62,6 +93,7 @@ class WorkerRuntime:
     engine: Engine
     session_factory: sessionmaker[Session]
     graphs: GraphCache = field(default_factory=GraphCache)
+    pinned_versions: PinnedVersions = field(default_factory=PinnedVersions)
     celery: Any = None
     leases: LeaseKeeper | None = None
 

@@ -163,6 +163,44 @@ def test_a_workflow_that_ran_before_starts_without_reading_it(
     assert listed["total"] == 2
 
 
+def test_a_saved_workflow_starts_its_new_version_on_the_next_call(
+        e2e_settings: Any, runtime: Any, api_for: Any, made: Any, monkeypatch: Any) -> None:
+    """The process remembers each workflow's pinned version; a save pins a new one
+    without telling it, and the launch's own check catches that."""
+    from api.resources import instances as endpoint
+    from api.workflow_store import update_workflow
+    from models.workflow import Workflow
+    from worker import direct_launch
+
+    client, headers = api_for(e2e_settings)
+    workflow_id = _chain(runtime, made)
+    _execute_and_read(client, headers, workflow_id)  # the general path pins a version
+    first, _ = _execute_and_read(client, headers, workflow_id)  # this path remembers it
+    refuse_calls(monkeypatch, direct_launch, ["pinned_version_of"],
+                 "a remembered pinned version must not be read again")
+    remembered, _ = _execute_and_read(client, headers, workflow_id)
+    monkeypatch.undo()
+    with runtime.session_factory() as session:
+        workflow = session.get(Workflow, workflow_id, with_for_update=True)
+        update_workflow(session, workflow, {"workflow_data": {
+            "nodes": [node("only", "noop")], "edges": []}}, "editor")
+        session.commit()
+        saved_version = workflow.current_version_id
+
+    after_save, _ = _execute_and_read(client, headers, workflow_id)  # refused, re-read
+    refuse_calls(monkeypatch, endpoint, ["_create_instance"],
+                 "once re-read, the new version must start on the one-round-trip path")
+    again, _ = _execute_and_read(client, headers, workflow_id)
+
+    def version(answer: dict[str, Any]) -> uuid.UUID:
+        return instance_row(runtime, uuid.UUID(answer["id"])).workflow_version_id
+    assert version(remembered) == version(first) != saved_version
+    assert version(after_save) == version(again) == saved_version
+    listed = client.get(f"/api/workflow-instances?workflow_id={workflow_id}",
+                        headers=headers).json
+    assert listed["total"] == 5  # the refused fast path wrote nothing
+
+
 def test_an_unknown_workflow_is_not_found_and_nothing_is_created(
         e2e_settings: Any, api_for: Any) -> None:
     client, headers = api_for(e2e_settings)

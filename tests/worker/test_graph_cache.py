@@ -1,4 +1,5 @@
-"""The graph cache reads a version once, through a session, a connection or an engine."""
+"""The graph cache reads a version once, through a session, a connection or an engine; the
+pinned versions remembered for launches stay bounded."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start
 from tests.worker.helpers import cancel_open_instances
-from worker.runtime import GraphCache
+from worker.runtime import GraphCache, PinnedVersions
 
 
 def test_an_engine_is_asked_for_a_connection_only_on_a_miss(runtime: Any) -> None:
@@ -27,3 +28,16 @@ def test_an_engine_is_asked_for_a_connection_only_on_a_miss(runtime: Any) -> Non
             cache.get(runtime.engine, uuid.uuid4())
     finally:
         cancel_open_instances(runtime, workflow_id)
+
+
+def test_pinned_versions_drop_the_oldest_read_when_full() -> None:
+    workflows = [uuid.uuid4() for _ in range(3)]
+    versions = [uuid.uuid4() for _ in range(3)]
+    pinned = PinnedVersions(capacity=2)
+    pinned.remember(workflows[0], versions[0])
+    pinned.remember(workflows[1], versions[1])
+    pinned.remember(workflows[0], versions[2])  # read again: now the newest
+    pinned.remember(workflows[2], versions[1])
+    assert [pinned.get(w) for w in workflows] == [versions[2], None, versions[1]]
+    pinned.forget(workflows[0])
+    assert pinned.get(workflows[0]) is None
