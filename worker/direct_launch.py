@@ -53,7 +53,7 @@ def launch_directly(runtime: WorkerRuntime, connection: Connection, workflow_id:
     """
     values = launch_values(input, priority, triggered_by, trigger_source)
     cached = runtime.pinned_versions.get(workflow_id)
-    version_id = cached or pinned_version_of(connection, workflow_id)
+    version_id = cached if cached is not None else pinned_version_of(connection, workflow_id)
     if version_id is None:
         return None
     graph, configuration = runtime.graphs.get(connection, version_id)
