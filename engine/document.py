@@ -88,6 +88,7 @@ class WorkflowGraph:
                 incoming[edge.target].append(edge)
         self._incoming = {key: tuple(value) for key, value in incoming.items()}
         self._outgoing = {key: tuple(value) for key, value in outgoing.items()}
+        self._leaves = tuple(node_id for node_id in by_id if not self._outgoing[node_id])
         self._order = {node.id: index for index, node in enumerate(by_id.values())}
         self._topological: tuple[str, ...] | None = None
         # Planning reads step outputs only to evaluate edge conditions.
@@ -112,7 +113,7 @@ class WorkflowGraph:
 
     def leaf_nodes(self) -> tuple[str, ...]:
         """Ids of nodes with no outgoing enabled edge."""
-        return tuple(node_id for node_id in self.node_by_id if not self._outgoing[node_id])
+        return self._leaves
 
     def document_order(self, node_ids: Iterable[str]) -> tuple[str, ...]:
         """The given ids sorted in document order (unknown ids last, stable)."""

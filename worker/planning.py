@@ -114,9 +114,11 @@ def complete_and_advance(executor: Executor, runtime: WorkerRuntime, claimed: Cl
         if instance is None or not _complete(executor, claimed, output, unclaimed):
             return None
         return advance(executor, runtime, instance, completed_node=claimed.node_id)
-    # A step with no successor may end the instance, whose output reads the outputs.
-    with_outputs = graph is None or graph.plans_with_outputs or not graph.outgoing(
-        claimed.node_id)
+    # The only leaf's completion most likely ends the instance, whose end reads every
+    # output: read them now, once. (Not for one of several leaves: each would read them
+    # all, which grows with the square of a wide fan-out's width.)
+    with_outputs = (graph is None or graph.plans_with_outputs
+                    or graph.leaf_nodes() == (claimed.node_id,))
     instance, steps = lock_instance_and_complete_step(
         executor, claimed.instance_id, claimed.id, claimed.attempt, output, handle,
         with_outputs=with_outputs, unclaimed=unclaimed)

@@ -48,7 +48,7 @@ def test_the_completion_that_ends_an_instance_writes_what_its_steps_say(
     workflow_id = make_workflow(
         runtime, [node("start", "noop"), node("flaky", "noop", retries=1,
                                               retry_backoff_seconds=0), node("last", "noop")],
-        [edge("start", "flaky"), edge("start", "last")])
+        [edge("start", "flaky"), edge("flaky", "last")])
     instance_id = start(runtime, workflow_id)
     record_outcome(runtime, claim_node(runtime, instance_id, "start"), NodeResult({"s": 1}))
     record_outcome(runtime, claim_node(runtime, instance_id, "flaky"),
@@ -63,9 +63,36 @@ def test_the_completion_that_ends_an_instance_writes_what_its_steps_say(
 
     instance = instance_row(runtime, instance_id)
     assert instance.status == "completed" and instance.progress == 100
-    assert instance.output_data == {"flaky": {"f": 2}, "last": {"l": 3}}
+    assert instance.output_data == {"last": {"l": 3}}
     recorded = list(steps(runtime, instance_id).values())
     metrics = dict(instance.execution_metrics or {})
     assert metrics.pop("wall_time_ms") >= 0
     assert metrics == step_metrics(recorded)
     assert (metrics["step_count"], metrics["retry_count"]) == (3, 1)
+
+
+def test_a_leaf_among_several_completes_without_reading_every_output(
+        runtime: Any, monkeypatch: Any) -> None:
+    """Each leaf of a fan-out reading every output would grow with the width squared."""
+    import worker.planning
+
+    workflow_id = make_workflow(
+        runtime, [node("start", "noop"), node("left", "noop"), node("right", "noop")],
+        [edge("start", "left"), edge("start", "right")])
+    instance_id = start(runtime, workflow_id)
+    record_outcome(runtime, claim_node(runtime, instance_id, "start"), NodeResult({}))
+    asked: list[bool] = []
+    complete = worker.planning.lock_instance_and_complete_step
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["with_outputs"])
+        return complete(*args, **kwargs)
+    monkeypatch.setattr(worker.planning, "lock_instance_and_complete_step", recording)
+
+    record_outcome(runtime, claim_node(runtime, instance_id, "left"), NodeResult({"l": 1}))
+    record_outcome(runtime, claim_node(runtime, instance_id, "right"), NodeResult({"r": 2}))
+
+    assert asked == [False, False]
+    instance = instance_row(runtime, instance_id)
+    assert instance.status == "completed"
+    assert instance.output_data == {"left": {"l": 1}, "right": {"r": 2}}
