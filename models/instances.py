@@ -95,14 +95,18 @@ def step_states_of(session: Executor, instance_id: uuid.UUID) -> list[Any]:
     """, {"iid": instance_id})
 
 
+# What ending an instance reads of each step besides what planning reads (`step_states_of`).
+ENDING_COLUMNS = ("error_message", "started_at", "queued_at", "retry_count", "duration_ms")
+_STEP_RECORDS = f"""
+    SELECT id, node_id, status, selected_handle, output_data, {", ".join(ENDING_COLUMNS)}
+      FROM workflow_executions WHERE instance_id = %(iid)s
+     ORDER BY created_at, node_id
+"""
+
+
 def step_records_of(executor: Executor, instance_id: uuid.UUID) -> list[Any]:
     """Every step of an instance with what ending it reads (outputs, errors, timings)."""
-    return fetch_all(executor, """
-        SELECT id, node_id, status, selected_handle, output_data, error_message, started_at,
-               queued_at, retry_count, duration_ms
-          FROM workflow_executions WHERE instance_id = %(iid)s
-         ORDER BY created_at, node_id
-    """, {"iid": instance_id})
+    return fetch_all(executor, _STEP_RECORDS, {"iid": instance_id})
 
 
 def end_instance(executor: Executor, instance_id: uuid.UUID, *, status: str, progress: int,

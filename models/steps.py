@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from models.db import Executor
 from models.driver_sql import fetch_all, fetch_in_transaction, fetch_one, fetch_pipelined, jsonb
 from models.instances import (
+    ENDING_COLUMNS,
     INSTANCE_ROW_COLUMNS,
     INSTANCE_ROW_NAMES,
     LOCK_INSTANCE_ROW,
@@ -258,13 +259,14 @@ class UnclaimedRun:
     input_data: Any
 
 
-# What ending an instance reads of its steps besides their states (`step_records_of`).
-_TIMING_COLUMNS = "error_message, started_at, queued_at, retry_count, duration_ms, created_at"
-_TIMING_COLUMNS_OF_E = ("e.error_message, e.started_at, e.queued_at, e.retry_count, "
-                        "e.duration_ms, e.created_at")
-_RECORD_COLUMNS = f"node_id, status, selected_handle, output_data, {_TIMING_COLUMNS}"
-_RECORD_COLUMNS_OF_E = ("e.node_id, e.status, e.selected_handle, e.output_data, "
-                        f"{_TIMING_COLUMNS_OF_E}")
+def _listed(columns: Sequence[str], table: str = "") -> str:
+    return ", ".join(f"{table}{column}" for column in columns)
+
+
+# What ending an instance reads of its steps besides their states (`step_records_of`), and
+# what it orders them by.
+_ENDING = (*ENDING_COLUMNS, "created_at")
+_RECORD = ("node_id", "status", "selected_handle", "output_data", *_ENDING)
 
 
 # The step row a completion writes, and the instance's current step when it was unclaimed.
@@ -272,7 +274,7 @@ _FINISH_RUNNING = f"""
     finished AS (
         UPDATE workflow_executions {_FINISH}
          WHERE id = %(id)s AND status IS NOT DISTINCT FROM 'running' AND attempt = %(attempt)s
-     RETURNING id, instance_id, {_RECORD_COLUMNS}
+     RETURNING id, instance_id, {_listed(_RECORD)}
     )
 """
 # Due and pending at the attempt before this one, as the claim checks it.
@@ -298,7 +300,7 @@ _FINISH_UNCLAIMED = f"""
         UPDATE workflow_executions AS e {_FINISH_FROM_PENDING}
           FROM instance
          WHERE e.id = %(id)s AND e.instance_id = instance.id AND {_DUE}
-     RETURNING e.id, e.instance_id, {_RECORD_COLUMNS_OF_E}
+     RETURNING e.id, e.instance_id, {_listed(_RECORD, 'e.')}
     )
 """
 # Every step of the instance as planning reads them, the finished one as just written;
@@ -306,11 +308,11 @@ _FINISH_UNCLAIMED = f"""
 # a completion that ends it need not read them again.
 _STATES_AFTER_FINISH = f"""
     SELECT id, node_id, status, selected_handle,
-           CASE WHEN %(outputs)s THEN output_data END AS output_data, {_TIMING_COLUMNS}
+           CASE WHEN %(outputs)s THEN output_data END AS output_data, {_listed(_ENDING)}
       FROM finished
     UNION ALL
     SELECT e.id, e.node_id, e.status, e.selected_handle,
-           CASE WHEN %(outputs)s THEN e.output_data END, {_TIMING_COLUMNS_OF_E}
+           CASE WHEN %(outputs)s THEN e.output_data END, {_listed(_ENDING, 'e.')}
       FROM workflow_executions AS e
       JOIN finished AS f ON e.instance_id = f.instance_id AND e.id <> f.id
 """

@@ -222,7 +222,7 @@ def advance(executor: Executor, runtime: WorkerRuntime, instance: PlannedInstanc
         if not changed:
             break
         steps, steps_are_records = step_states_of(executor, instance.id), False
-    if result.outcome != planner.OUTCOME_RUNNING:
+    if ends:
         records = steps if steps_are_records and result.writes_no_step else None
         _finish_instance(executor, instance, graph, configuration, result, progress, records)
         return Advance(dispatch=[], finished=True)
@@ -295,6 +295,7 @@ def _finish_instance(executor: Executor, instance: PlannedInstance, graph: Workf
         skip_pending_steps(executor, instance.id, f"not run: node '{failed_node}' failed")
         records = None  # pending steps were just skipped
     steps = (step_records_of(executor, instance.id) if records is None
+             # step_records_of's order
              else sorted(records, key=lambda step: (step.created_at, step.node_id)))
     output = None
     error = None

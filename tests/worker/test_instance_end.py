@@ -7,8 +7,8 @@ from typing import Any
 
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, start, steps
 from tests.worker.helpers import claim_node, refuse_calls
+from worker import planning
 from worker.orchestrator import record_outcome
-from worker.planning import step_metrics
 from worker.results import NodeResult
 from worker.step_run import StepFailure
 
@@ -43,8 +43,6 @@ def test_failure_skips_pending_steps_and_records_a_late_running_one(runtime: Any
 
 def test_the_completion_that_ends_an_instance_writes_what_its_steps_say(
         runtime: Any, monkeypatch: Any) -> None:
-    import worker.planning
-
     workflow_id = make_workflow(
         runtime, [node("start", "noop"), node("flaky", "noop", retries=1,
                                               retry_backoff_seconds=0), node("last", "noop")],
@@ -56,7 +54,7 @@ def test_the_completion_that_ends_an_instance_writes_what_its_steps_say(
     record_outcome(runtime, claim_node(runtime, instance_id, "flaky"), NodeResult({"f": 2}))
     assert instance_row(runtime, instance_id).status == "running"
     # The last completion read every step of the instance: ending it reads none again.
-    refuse_calls(monkeypatch, worker.planning, ["step_records_of"],
+    refuse_calls(monkeypatch, planning, ["step_records_of"],
                  "the completion's own read has what ending the instance needs")
 
     record_outcome(runtime, claim_node(runtime, instance_id, "last"), NodeResult({"l": 3}))
@@ -67,27 +65,25 @@ def test_the_completion_that_ends_an_instance_writes_what_its_steps_say(
     recorded = list(steps(runtime, instance_id).values())
     metrics = dict(instance.execution_metrics or {})
     assert metrics.pop("wall_time_ms") >= 0
-    assert metrics == step_metrics(recorded)
+    assert metrics == planning.step_metrics(recorded)
     assert (metrics["step_count"], metrics["retry_count"]) == (3, 1)
 
 
 def test_a_leaf_among_several_completes_without_reading_every_output(
         runtime: Any, monkeypatch: Any) -> None:
     """Each leaf of a fan-out reading every output would grow with the width squared."""
-    import worker.planning
-
     workflow_id = make_workflow(
         runtime, [node("start", "noop"), node("left", "noop"), node("right", "noop")],
         [edge("start", "left"), edge("start", "right")])
     instance_id = start(runtime, workflow_id)
     record_outcome(runtime, claim_node(runtime, instance_id, "start"), NodeResult({}))
     asked: list[bool] = []
-    complete = worker.planning.lock_instance_and_complete_step
+    complete = planning.lock_instance_and_complete_step
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         asked.append(kwargs["with_outputs"])
         return complete(*args, **kwargs)
-    monkeypatch.setattr(worker.planning, "lock_instance_and_complete_step", recording)
+    monkeypatch.setattr(planning, "lock_instance_and_complete_step", recording)
 
     record_outcome(runtime, claim_node(runtime, instance_id, "left"), NodeResult({"l": 1}))
     record_outcome(runtime, claim_node(runtime, instance_id, "right"), NodeResult({"r": 2}))
