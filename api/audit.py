@@ -3,7 +3,9 @@
 Owns: the after-request hook that records actor, action, resource, outcome, status code,
 request id and client address for every POST/PUT/PATCH/DELETE under /api (denied ones too),
 and `set_audit_resource` for endpoints to name what they touched. It writes on its own,
-after the request session is closed, so a rolled-back request is still recorded.
+after the request session is closed, so a rolled-back request is still recorded. An
+endpoint may instead write the row with its own work (`audit_entry`, then
+`audit_written_with_work` once that committed): one commit, not two, on a hot path.
 Must never update or delete audit rows.
 """
 
@@ -18,7 +20,7 @@ from flask import Flask, Response, g, request
 from api.auth import MUTATING_METHODS, find_principal
 from api.context import app_state, close_request_session, request_connection
 from models.driver_sql import jsonb, run
-from models.security import AuditLogEntry
+from models.security import AUDIT_ENTRY_COLUMNS, AuditLogEntry
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,12 @@ def set_audit_resource(resource_type: str, resource_id: object,
     g.audit_resource = (resource_type, str(resource_id))
     if details:
         g.audit_details = details
+
+
+def clear_audit_resource() -> None:
+    """Forget what `set_audit_resource` named: the work it was named for did not happen."""
+    g.pop("audit_resource", None)
+    g.pop("audit_details", None)
 
 
 def _assign_request_id() -> None:
@@ -66,10 +74,8 @@ def _action() -> str:
     return f"{request.method} {rule}"[:100]
 
 
-_ENTRY_COLUMNS = ("actor", "action", "resource_type", "resource_id", "outcome", "status_code",
-                  "request_id", "client_address", "details")
-_INSERT_ENTRY = (f"INSERT INTO {AuditLogEntry.__tablename__} ({', '.join(_ENTRY_COLUMNS)})"
-                 f" VALUES ({', '.join(f'%({name})s' for name in _ENTRY_COLUMNS)})")
+_INSERT_ENTRY = (f"INSERT INTO {AuditLogEntry.__tablename__} ({', '.join(AUDIT_ENTRY_COLUMNS)})"
+                 f" VALUES ({', '.join(f'%({name})s' for name in AUDIT_ENTRY_COLUMNS)})")
 
 
 def _write(entry: dict[str, Any]) -> None:
@@ -89,28 +95,44 @@ def _write(entry: dict[str, Any]) -> None:
         run(session, _INSERT_ENTRY, entry)
 
 
-def _record(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-    # Failed authentications are recorded on every method: they are login failures.
-    audited = request.method in MUTATING_METHODS or response.status_code == 401
-    if not audited or not request.path.startswith("/api/"):
-        return response
-    # Close the request's session first: its uncommitted work must not carry the audit row
-    # with it when it rolls back.
-    close_request_session()
+def audit_entry(status_code: int) -> dict[str, Any]:
+    """This request's audit row, as if it answered `status_code` with the resource and
+    details it has named so far (`set_audit_resource`); `details` not yet JSONB.
+
+    For an endpoint that writes the row with its own work, so that it commits or rolls
+    back with it; it calls `audit_written_with_work` once that committed. The row then
+    records what the work did even if the answer later fails.
+    """
     principal = find_principal()
     resource_type, resource_id = _resource()
-    entry = dict(
+    return dict(
         actor=principal.name if principal else None,
         action=_action(),
         resource_type=(resource_type or "")[:50] or None,
         resource_id=(resource_id or "")[:100] or None,
-        outcome=_outcome(response.status_code),
-        status_code=response.status_code,
+        outcome=_outcome(status_code),
+        status_code=status_code,
         request_id=g.get("request_id"),
         client_address=(request.remote_addr or "")[:64] or None,
         details=g.get("audit_details"),
     )
+
+
+def audit_written_with_work() -> None:
+    """This request's audit row committed with its work (`audit_entry`): write no other."""
+    g.audit_written = True
+
+
+def _record(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    # Failed authentications are recorded on every method: they are login failures.
+    audited = request.method in MUTATING_METHODS or response.status_code == 401
+    if not audited or not request.path.startswith("/api/") or g.get("audit_written"):
+        return response
+    # Close the request's session first: its uncommitted work must not carry the audit row
+    # with it when it rolls back.
+    close_request_session()
+    entry = audit_entry(response.status_code)
     try:
         _write({**entry, "details": jsonb(entry["details"])})
     except Exception:  # the response is already decided; losing the row must not hide it

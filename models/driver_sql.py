@@ -68,7 +68,8 @@ def fetch_pipelined(executor: Executor,
 
 def fetch_in_transaction(executor: Executor, statements: Sequence[tuple[str, Mapping[str, Any]]],
                          ) -> list[list[NamedTuple]]:
-    """Each statement's rows, run as one transaction sent whole: BEGIN, the statements, COMMIT.
+    """Each statement's rows (none for one that returns no rows), run as one transaction
+    sent whole: BEGIN, the statements, COMMIT.
 
     One round trip (psycopg pipeline mode), for a transaction whose statements need nothing
     from each other's results. Needs an autocommit connection (`models.db.autocommit`): the
@@ -87,7 +88,8 @@ def fetch_in_transaction(executor: Executor, statements: Sequence[tuple[str, Map
                 cursor.execute(sql, params)
                 cursors.append(cursor)
             driver.execute("COMMIT")
-        return [cursor.fetchall() for cursor in cursors]
+        return [cursor.fetchall() if cursor.description is not None else []
+                for cursor in cursors]
     except BaseException:
         if not driver.closed and driver.info.transaction_status != TransactionStatus.IDLE:
             driver.execute("ROLLBACK")

@@ -11,7 +11,7 @@ launches a second the whole platform can take.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from models.instances import (
     start_decision_of,
     start_if_room_statement,
 )
+from models.security import AUDIT_ENTRY_COLUMNS, AuditLogEntry
 from models.steps import NewStep, insert_steps_statement, inserted_step_ids
 
 
@@ -65,26 +66,39 @@ _INSERT_INSTANCE = f"""
 _LOCK_IF_INSERTED = ("SELECT pg_advisory_xact_lock(%(key)s) FROM workflow_instances"
                      " WHERE id = %(id)s")
 
+# The API's audit row for the call that launches, only if the statement before it inserted
+# the instance: it commits or rolls back with the launch, and is not written at all when
+# the launch writes nothing (the caller then takes the general path, which records it).
+_AUDIT_IF_INSERTED = (
+    f"INSERT INTO {AuditLogEntry.__tablename__} ({', '.join(AUDIT_ENTRY_COLUMNS)})"
+    f" SELECT {', '.join(f'%({name})s' for name in AUDIT_ENTRY_COLUMNS)}"
+    " FROM workflow_instances WHERE id = %(instance_id)s")
+
 
 def insert_and_start(connection: Executor, *, instance_id: uuid.UUID, workflow_id: uuid.UUID,
                      version_id: uuid.UUID, values: dict[str, Any], timeout_seconds: float,
                      max_running: int, first_steps: Sequence[NewStep], progress: int | None,
-                     ) -> InsertedLaunch | None:
+                     audit_entry: Mapping[str, Any] | None = None) -> InsertedLaunch | None:
     """One transaction, one round trip: insert pending instance `instance_id` of
     `version_id`, take the admission lock, start it if fewer than `max_running` instances
     run or wait besides it, and then record `first_steps` (and its `progress`, if not
-    None). Commits.
+    None). Commits. `audit_entry`: the audit row of the call that launches (the columns
+    `AUDIT_ENTRY_COLUMNS` names), written with the instance.
 
     Needs an autocommit connection (`models.driver_sql.fetch_in_transaction`). `values`:
     priority, execution_context, triggered_by, trigger_source. None, with nothing written
     and no lock taken, when the workflow is gone, inactive, or pins another version now.
     """
-    inserted, _, started, steps = fetch_in_transaction(connection, [
+    audited = [] if audit_entry is None else [(_AUDIT_IF_INSERTED, {
+        **audit_entry, "details": jsonb(audit_entry["details"]), "instance_id": instance_id})]
+    # The audit row goes before the admission lock: every launch waits for that lock.
+    inserted, *_, started, steps = fetch_in_transaction(connection, [
         (_INSERT_INSTANCE, {
             "id": instance_id, "workflow_id": workflow_id, "version_id": version_id,
             "priority": values["priority"], "context": jsonb(values["execution_context"]),
             "triggered_by": values["triggered_by"], "trigger_source": values["trigger_source"],
         }),
+        *audited,
         (_LOCK_IF_INSERTED, {"key": ADMISSION_LOCK_KEY, "id": instance_id}),
         start_if_room_statement(instance_id, timeout_seconds, max_running, progress),
         insert_steps_statement(instance_id, first_steps, if_running=True),

@@ -55,6 +55,11 @@ class AuditLogEntry(Base):
     )
 
 
+# What a writer of an audit row supplies (`api.audit`); the id and time are the database's.
+AUDIT_ENTRY_COLUMNS = ("actor", "action", "resource_type", "resource_id", "outcome",
+                       "status_code", "request_id", "client_address", "details")
+
+
 class Secret(Base):
     """A named secret, encrypted with the first of FLOWYARD_SECRET_KEYS."""
 

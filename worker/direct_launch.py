@@ -13,6 +13,7 @@ one that cannot start (it says why), and a first plan that ends the instance at 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +41,14 @@ class DirectLaunch:
 
 def launch_directly(runtime: WorkerRuntime, connection: Connection, workflow_id: uuid.UUID,
                     input: Any, priority: str, triggered_by: str | None,
-                    trigger_source: str | None) -> DirectLaunch | None:
-    """A new instance of the workflow's pinned version, started when there is room, with
-    its first steps recorded; committed. One round trip on `connection`, an autocommit
-    one (`models.db.autocommit`), for the transaction; one more before it to read the
-    pinned version when this process has not read it yet (`WorkerRuntime.pinned_versions`).
+                    trigger_source: str | None, *, instance_id: uuid.UUID,
+                    audit_entry: Mapping[str, Any] | None = None) -> DirectLaunch | None:
+    """New instance `instance_id` of the workflow's pinned version, started when there is
+    room, with its first steps recorded; committed, with `audit_entry` if given (the
+    calling request's audit row, `models.launches.insert_and_start`). One round trip on
+    `connection`, an autocommit one (`models.db.autocommit`), for the transaction; one
+    more before it to read the pinned version when this process has not read it yet
+    (`WorkerRuntime.pinned_versions`).
 
     None, with nothing written, when this path does not apply: the workflow is unknown,
     inactive or never ran, its pinned version changed since this process read it, or its
@@ -60,7 +64,7 @@ def launch_directly(runtime: WorkerRuntime, connection: Connection, workflow_id:
     if cached is None:  # remembered once its graph is: a cached version's graph is too
         runtime.pinned_versions.remember(workflow_id, version_id)
     # As the instance will be once started: the plan is made for that.
-    row = InstanceRow(uuid.uuid4(), InstanceStatus.RUNNING.value, workflow_id, version_id,
+    row = InstanceRow(instance_id, InstanceStatus.RUNNING.value, workflow_id, version_id,
                       triggered_by, values["execution_context"], 0)
     plan = plan_first(runtime, graph, row)
     if plan is None:
@@ -69,7 +73,7 @@ def launch_directly(runtime: WorkerRuntime, connection: Connection, workflow_id:
         connection, instance_id=row.id, workflow_id=workflow_id, version_id=version_id,
         values=values, timeout_seconds=execution_timeout_ms(runtime, configuration) / 1000,
         max_running=runtime.settings.max_concurrent_workflows, first_steps=plan.steps,
-        progress=plan.progress)
+        progress=plan.progress, audit_entry=audit_entry)
     if inserted is None:
         # Saved (a new version pinned), deactivated or deleted since read: read it again.
         runtime.pinned_versions.forget(workflow_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from worker import control
 from worker.admission import admit_and_dispatch, admit_new, after_new, decide_new
-from worker.direct_launch import after_direct_launch, launch_directly
+from worker.direct_launch import DirectLaunch, after_direct_launch, launch_directly
 from worker.firing import LaunchRequest, fire_trigger
 from worker.launch import InactiveWorkflowError, UnknownWorkflowError, create_instance, launch
 from worker.nodes.approval import record_decision, resume_after_commit
@@ -17,6 +17,7 @@ from worker.plugins import load_node_types
 from worker.runtime import WorkerRuntime
 
 __all__ = [
+    "DirectLaunch",
     "InactiveWorkflowError",
     "LaunchRequest",
     "UnknownWorkflowError",

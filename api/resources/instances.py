@@ -15,11 +15,16 @@ from typing import Any
 
 from flask import Response, stream_with_context
 from flask.views import MethodView
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from api.audit import set_audit_resource
+from api.audit import (
+    audit_entry,
+    audit_written_with_work,
+    clear_audit_resource,
+    set_audit_resource,
+)
 from api.auth import require_role
 from api.blueprint import Blueprint
 from api.context import app_state, request_connection, request_session, worker_runtime
@@ -36,7 +41,9 @@ from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import StartedInstance, steps_of
 from models.workflow import Workflow
 from worker.gateway import (
+    DirectLaunch,
     InactiveWorkflowError,
+    WorkerRuntime,
     admit_new,
     after_direct_launch,
     after_new,
@@ -79,12 +86,9 @@ class Execute(MethodView):
         runtime = worker_runtime()
         key = body.get("idempotency_key")
         connection = request_connection()
-        direct = (launch_directly(runtime, connection, workflow_id, body["input"],
-                                  body["priority"], "manual", "api")
+        direct = (_launch_directly(runtime, connection, workflow_id, body)
                   if connection is not None and not key else None)
         if direct is not None:
-            set_audit_resource("workflow-instances", direct.instance.id,
-                               {"workflow_id": str(workflow_id), "created": True})
             after_direct_launch(runtime, direct)
             # One that did not start: the admission pass just run may have started it.
             return (direct.instance if direct.started
@@ -107,6 +111,26 @@ class Execute(MethodView):
             else:
                 _show_started(instance, started)
         return instance, 202 if created else 200
+
+
+def _launch_directly(runtime: WorkerRuntime, connection: Connection, workflow_id: uuid.UUID,
+                     body: dict[str, Any]) -> DirectLaunch | None:
+    """`launch_directly`, the call's audit row written with the launch (one commit)."""
+    instance_id = uuid.uuid4()
+    set_audit_resource("workflow-instances", instance_id,
+                       {"workflow_id": str(workflow_id), "created": True})
+    direct: DirectLaunch | None = None
+    try:
+        direct = launch_directly(runtime, connection, workflow_id, body["input"],
+                                 body["priority"], "manual", "api", instance_id=instance_id,
+                                 audit_entry=audit_entry(202))
+    finally:
+        if direct is None:
+            # Nothing was written: the general path names what it does, or the call fails.
+            clear_audit_resource()
+    if direct is not None:
+        audit_written_with_work()
+    return direct
 
 
 def _create_instance(session: Any, workflow_id: uuid.UUID, body: dict[str, Any],

@@ -219,3 +219,48 @@ def test_an_instance_its_first_plan_ends_is_answered_ended(e2e_settings: Any, ru
     answer, stored = _execute_again_and_read(client, headers, workflow_id, launch)
     assert answer["status"] == "completed" and answer["progress"] == 100
     assert answer == stored
+
+
+def test_a_launch_s_audit_row_is_written_once_on_either_path(
+        e2e_settings: Any, runtime: Any, api_for: Any, made: Any) -> None:
+    """The one-round-trip path writes the call's audit row in its own transaction; the
+    general path, and a call that fails after that path wrote nothing, write it after."""
+    from models.security import AuditLogEntry
+    from models.workflow import Workflow
+
+    client, headers = api_for(e2e_settings)
+    workflow_id = _chain(runtime, made)
+
+    def execute(request_id: str) -> Any:
+        return client.post(f"/api/workflows/{workflow_id}/execute", json={},
+                           headers={**headers, "X-Request-ID": request_id})
+
+    def audited(request_id: str) -> list[Any]:
+        with runtime.session_factory() as session:
+            return list(session.scalars(select(AuditLogEntry)
+                                        .where(AuditLogEntry.request_id == request_id)))
+
+    tag = uuid.uuid4().hex[:8]
+    general, direct = execute(f"general-{tag}"), execute(f"direct-{tag}")
+    with runtime.session_factory() as session:
+        session.get(Workflow, workflow_id).is_active = False
+        session.commit()
+    refused = execute(f"refused-{tag}")  # the direct path wrote nothing: no such instance
+    assert (general.status_code, direct.status_code, refused.status_code) == (202, 202, 409)
+
+    (general_row,) = audited(f"general-{tag}")
+    (direct_row,) = audited(f"direct-{tag}")
+    (refused_row,) = audited(f"refused-{tag}")
+    assert (direct_row.resource_type, direct_row.resource_id) == (
+        "workflow-instances", direct.json["id"])
+    assert general_row.resource_id == general.json["id"]
+
+    def described(row: Any) -> tuple[Any, ...]:
+        return (row.actor, row.action, row.outcome, row.status_code, row.client_address,
+                row.details)
+    assert described(direct_row) == described(general_row)
+    assert direct_row.details == {"workflow_id": str(workflow_id), "created": True}
+    assert direct_row.actor is not None and direct_row.outcome == "success"
+    assert (refused_row.outcome, refused_row.status_code, refused_row.resource_type,
+            refused_row.resource_id, refused_row.details) == (
+        "failure", 409, "workflows", str(workflow_id), None)

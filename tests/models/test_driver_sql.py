@@ -35,13 +35,14 @@ def _ids(engine: Any, name: str) -> list[int]:
 def test_each_statement_answers_and_all_of_them_commit(table: Any) -> None:
     engine, name = table
     with autocommit(engine) as connection:
-        first, second = fetch_in_transaction(connection, [
+        first, second, third = fetch_in_transaction(connection, [
             (f"INSERT INTO {name} VALUES (%(id)s) RETURNING id", {"id": 1}),
+            (f"INSERT INTO {name} VALUES (%(id)s)", {"id": 2}),  # returns no rows
             (f"SELECT count(*) AS n FROM {name}", {}),
         ])
-    assert [row.id for row in first] == [1]
-    assert second[0].n == 1  # the second statement sees the first one's row
-    assert _ids(engine, name) == [1]
+    assert [row.id for row in first] == [1] and second == []
+    assert third[0].n == 2  # a statement sees the rows of those before it
+    assert _ids(engine, name) == [1, 2]
 
 
 def test_a_failing_statement_rolls_back_the_others_and_the_connection_goes_on(

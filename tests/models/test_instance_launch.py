@@ -14,6 +14,7 @@ from sqlalchemy import Engine, delete
 from models.db import autocommit
 from models.instances import ADMISSION_LOCK_KEY
 from models.launches import insert_and_start, pinned_version_of
+from models.security import AUDIT_ENTRY_COLUMNS
 from models.steps import NewStep
 from models.workflow import Workflow, WorkflowVersion
 
@@ -55,11 +56,12 @@ def _workflow(db_engine: Engine, made: list[uuid.UUID], *, pinned: bool = True,
 
 
 def _launch(connection: Any, workflow_id: uuid.UUID, version_id: uuid.UUID, *,
-            max_running: int = _NO_LIMIT, progress: int | None = 50) -> Any:
+            max_running: int = _NO_LIMIT, progress: int | None = 50,
+            audit_entry: dict[str, Any] | None = None) -> Any:
     return insert_and_start(connection, instance_id=uuid.uuid4(), workflow_id=workflow_id,
                             version_id=version_id, values=_VALUES, timeout_seconds=60,
                             max_running=max_running, first_steps=_FIRST_STEPS,
-                            progress=progress)
+                            progress=progress, audit_entry=audit_entry)
 
 
 def _stored(database_url: str, instance_id: uuid.UUID) -> tuple[Any, list[Any]]:
@@ -129,6 +131,26 @@ def test_a_version_no_longer_pinned_gets_nothing(
         assert _launch(connection, workflow_id, uuid.uuid4()) is None
         assert _count_instances(connection, workflow_id) == 0
         assert version_id is not None and _launch(connection, workflow_id, version_id)
+
+
+def test_an_audit_entry_is_written_with_the_instance_and_only_with_it(
+        db_engine: Engine, database_url: str, workflows: list[uuid.UUID]) -> None:
+    workflow_id, version_id = _workflow(db_engine, workflows)
+    assert version_id is not None
+    request_id = uuid.uuid4().hex
+    entry = {"actor": "launcher", "action": "POST /api/workflows/<uuid:workflow_id>/execute",
+             "resource_type": "workflow-instances", "resource_id": "named by the caller",
+             "outcome": "success", "status_code": 202, "request_id": request_id,
+             "client_address": "127.0.0.1", "details": {"created": True}}
+    with autocommit(db_engine) as connection:
+        launched = _launch(connection, workflow_id, version_id, audit_entry=entry)
+        refused = _launch(connection, workflow_id, uuid.uuid4(), audit_entry=entry)
+    assert launched is not None and refused is None
+    with psycopg.connect(database_url, autocommit=True) as other:
+        rows = other.execute(f"SELECT {', '.join(AUDIT_ENTRY_COLUMNS)} FROM audit_log"
+                             " WHERE request_id = %s", (request_id,)).fetchall()
+        other.execute("DELETE FROM audit_log WHERE request_id = %s", (request_id,))
+    assert [dict(zip(AUDIT_ENTRY_COLUMNS, row, strict=True)) for row in rows] == [entry]
 
 
 def test_a_launch_waiting_for_the_workflow_row_does_not_hold_the_admission_lock(
