@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
@@ -88,8 +88,8 @@ def fetch_in_transaction(executor: Executor, statements: Sequence[tuple[str, Map
                 cursor.execute(sql, params)
                 cursors.append(cursor)
             driver.execute("COMMIT")
-        return [cursor.fetchall() if cursor.description is not None else []
-                for cursor in cursors]
+        # Read from the result's status: `description` builds every column's object.
+        return [cursor.fetchall() if _returns_rows(cursor) else [] for cursor in cursors]
     except BaseException:
         if not driver.closed and driver.info.transaction_status != TransactionStatus.IDLE:
             driver.execute("ROLLBACK")
@@ -97,6 +97,11 @@ def fetch_in_transaction(executor: Executor, statements: Sequence[tuple[str, Map
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+def _returns_rows(cursor: psycopg.Cursor[Any]) -> bool:
+    result = cursor.pgresult
+    return result is not None and result.status == ExecStatus.TUPLES_OK
 
 
 def run(executor: Executor, sql: str, params: Mapping[str, Any]) -> None:
