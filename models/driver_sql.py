@@ -10,16 +10,18 @@ connection's, or, on an autocommit connection, each statement commits on its own
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from models.db import Executor
+from models.db import Executor, autocommit
 
 
 def driver_connection(executor: Executor) -> psycopg.Connection[Any]:
@@ -77,8 +79,10 @@ def fetch_in_transaction(executor: Executor, statements: Sequence[tuple[str, Map
     A statement that fails rolls the transaction back and raises.
     """
     driver = driver_connection(executor)
-    if not driver.autocommit:
-        raise ValueError("fetch_in_transaction needs an autocommit connection")
+    if not driver.autocommit or driver.info.transaction_status != TransactionStatus.IDLE:
+        # Inside a transaction, its COMMIT would end that one.
+        raise ValueError("fetch_in_transaction needs an autocommit connection, "
+                         "outside any transaction")
     cursors = []
     try:
         with driver.pipeline():
@@ -97,6 +101,66 @@ def fetch_in_transaction(executor: Executor, statements: Sequence[tuple[str, Map
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+class ExplicitTransaction:
+    """A transaction whose BEGIN and COMMIT are statements sent on an autocommit connection
+    (`explicit_transaction`), so that its COMMIT can carry a read in the same round trip."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._read_after: tuple[str, Mapping[str, Any]] | None = None
+        self.rows_after_commit: list[NamedTuple] | None = None
+
+    def read_after_commit(self, sql: str, params: Mapping[str, Any]) -> None:
+        """Run this read right after the COMMIT, sent with it: it sees the transaction
+        committed. Its rows land in `rows_after_commit`; that stays None if the read
+        failed, or if the transaction did not commit."""
+        self._read_after = (sql, params)
+
+    def _commit(self, driver: psycopg.Connection[Any]) -> None:
+        if self._read_after is None:
+            driver.execute("COMMIT")
+            return
+        committing = driver.cursor()
+        reading = driver.cursor(row_factory=namedtuple_row)
+        try:
+            with driver.pipeline():
+                committing.execute("COMMIT")
+                reading.execute(*self._read_after)
+            self.rows_after_commit = reading.fetchall()
+        except psycopg.Error:
+            result = committing.pgresult
+            if result is None or result.status != ExecStatus.COMMAND_OK:
+                raise  # not committed
+            # Committed: only the read failed, and the caller reads again on its own.
+        finally:
+            committing.close()
+            reading.close()
+
+
+@contextmanager
+def explicit_transaction(engine: Engine) -> Iterator[ExplicitTransaction]:
+    """A transaction on a pooled connection, committed when the block ends, rolled back if
+    it raises; like `Engine.begin()`'s, but its COMMIT may carry a read that must see it
+    committed (`ExplicitTransaction.read_after_commit`): one round trip where the
+    driver's commit, then the read, on another pooled connection, take two.
+
+    The BEGIN goes out first, alone, so every statement of the block is inside. A Session
+    bound to the connection joins the transaction and never ends it, as in
+    `Engine.begin()`'s. Nothing in the block may commit or roll back on its own.
+    """
+    with autocommit(engine) as connection, connection.begin():
+        driver = driver_connection(connection)
+        transaction = ExplicitTransaction(connection)
+        driver.execute("BEGIN")
+        try:
+            yield transaction
+            transaction._commit(driver)
+        except BaseException:
+            if not driver.closed and driver.info.transaction_status != TransactionStatus.IDLE:
+                driver.execute("ROLLBACK")
+            raise
 
 
 def _returns_rows(cursor: psycopg.Cursor[Any]) -> bool:

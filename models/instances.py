@@ -164,6 +164,17 @@ def find_by_idempotency_key(session: Session, workflow_id: uuid.UUID,
     ).scalar_one_or_none()
 
 
+# `any_waiting_for_a_pass`'s read, for a caller that sends it with something else.
+WAITING_FOR_A_PASS = """
+    SELECT EXISTS (
+        SELECT 1 FROM workflow_instances
+         WHERE status = 'pending'
+           AND (updated_at > created_at OR deadline_at IS NOT NULL
+                OR parent_execution_id IS NOT NULL)
+    ) AS waiting
+"""
+
+
 def any_waiting_for_a_pass(executor: Executor) -> bool:
     """Whether a pending instance needs some admission pass to start it (an index lookup).
 
@@ -172,14 +183,7 @@ def any_waiting_for_a_pass(executor: Executor) -> bool:
     not run its own admission yet does not count: its launch will (the reconciler's
     periodic pass covers a launch that died in between).
     """
-    row = fetch_one(executor, """
-        SELECT EXISTS (
-            SELECT 1 FROM workflow_instances
-             WHERE status = 'pending'
-               AND (updated_at > created_at OR deadline_at IS NOT NULL
-                    OR parent_execution_id IS NOT NULL)
-        ) AS waiting
-    """, {})
+    row = fetch_one(executor, WAITING_FOR_A_PASS, {})
     return bool(row is not None and row[0])
 
 

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from engine.backoff import retry_delay_seconds
 from engine.statuses import InstanceStatus, StepStatus
 from models.db import Executor, autocommit
-from models.instances import lock_instance, lock_instance_row
+from models.driver_sql import explicit_transaction
+from models.instances import WAITING_FOR_A_PASS, lock_instance, lock_instance_row
 from models.steps import (
     ClaimedStep,
     StepRef,
@@ -62,6 +63,9 @@ class AfterCommit:
     dispatch: list[StepRef]
     countdown: list[tuple[StepRef, float]]
     instance_ended: bool
+    # When an instance ended: whether a pending one needs an admission pass, if read with
+    # the commit (`models.instances.WAITING_FOR_A_PASS`); None: read it after.
+    pass_needed: bool | None = None
 
 
 NOTHING = AfterCommit([], [], False)
@@ -206,11 +210,19 @@ def _record_result(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any,
     result = outcome if isinstance(outcome, NodeResult) else NodeResult(outcome)
     advanced = complete_starting_successors(runtime, claimed, result.output, result.handle,
                                             unclaimed)
+    if advanced is not None:
+        return AfterCommit(advanced.dispatch, [], advanced.finished)
+    with explicit_transaction(runtime.engine) as transaction:
+        advanced = complete_and_advance(transaction.connection, runtime, claimed,
+                                        result.output, result.handle, unclaimed)
+        if advanced is not None and advanced.finished:
+            # The end's admission check, sent with the COMMIT it must follow.
+            transaction.read_after_commit(WAITING_FOR_A_PASS, {})
     if advanced is None:
-        with runtime.engine.begin() as connection:
-            advanced = complete_and_advance(connection, runtime, claimed, result.output,
-                                            result.handle, unclaimed)
-    return None if advanced is None else AfterCommit(advanced.dispatch, [], advanced.finished)
+        return None
+    waiting = transaction.rows_after_commit
+    return AfterCommit(advanced.dispatch, [], advanced.finished,
+                       pass_needed=bool(waiting[0].waiting) if waiting else None)
 
 
 def _suspend(session: Executor, claimed: ClaimedStep, outcome: Suspend) -> None:
@@ -281,9 +293,12 @@ def apply_after_commit(runtime: WorkerRuntime, after: AfterCommit) -> None:
             send_steps(runtime.celery, runtime.node_types, [ref], timeouts,
                        countdown=delay + COUNTDOWN_MARGIN_SECONDS)
     if after.instance_ended:
-        from worker.admission import admit_if_waiting
+        from worker.admission import admit_and_dispatch, admit_if_waiting
 
-        admit_if_waiting(runtime)
+        if after.pass_needed is None:
+            admit_if_waiting(runtime)
+        elif after.pass_needed:
+            admit_and_dispatch(runtime)
 
 
 def finish_waiting_step(

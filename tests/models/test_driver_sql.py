@@ -1,16 +1,19 @@
-"""A transaction sent whole (`fetch_in_transaction`) commits all of it, or none of it."""
+"""A transaction sent whole (`fetch_in_transaction`) commits all of it, or none of it; an
+explicit one (`explicit_transaction`) commits with a read sent after its COMMIT."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg import errors
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from models.db import autocommit, make_engine
-from models.driver_sql import fetch_in_transaction
+from models.driver_sql import explicit_transaction, fetch_in_transaction, fetch_one, run
 
 
 @pytest.fixture
@@ -30,6 +33,13 @@ def table(settings: Any) -> Any:
 def _ids(engine: Any, name: str) -> list[int]:
     with engine.connect() as connection:
         return list(connection.execute(text(f"SELECT id FROM {name} ORDER BY id")).scalars())
+
+
+def _seen_elsewhere(engine: Any, name: str) -> list[int]:
+    """The ids another connection sees (committed ones), while the pool's one is taken."""
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as other:
+        return [row[0] for row in other.execute(f"SELECT id FROM {name} ORDER BY id")]
 
 
 def test_each_statement_answers_and_all_of_them_commit(table: Any) -> None:
@@ -63,3 +73,63 @@ def test_it_refuses_a_connection_that_is_not_autocommit(table: Any) -> None:
     engine, name = table
     with engine.connect() as connection, pytest.raises(ValueError, match="autocommit"):
         fetch_in_transaction(connection, [(f"SELECT 1 FROM {name}", {})])
+
+
+def test_it_refuses_a_connection_inside_a_transaction(table: Any) -> None:
+    engine, name = table
+    with explicit_transaction(engine) as transaction:
+        with pytest.raises(ValueError, match="outside any transaction"):
+            fetch_in_transaction(transaction.connection, [(f"SELECT 1 FROM {name}", {})])
+
+
+def test_an_explicit_transaction_commits_then_reads_in_a_transaction_of_its_own(
+        table: Any) -> None:
+    engine, name = table
+    with explicit_transaction(engine) as transaction:
+        run(transaction.connection, f"INSERT INTO {name} VALUES (1)", {})
+        inside = fetch_one(transaction.connection, "SELECT now() AS at", {})
+        transaction.read_after_commit(
+            f"SELECT now() AS at, (SELECT count(*) FROM {name}) AS n", {})
+        assert _seen_elsewhere(engine, name) == []  # not committed yet
+    assert inside is not None and transaction.rows_after_commit is not None
+    (after,) = transaction.rows_after_commit
+    assert after.n == 1 and after.at > inside.at  # now() is each transaction's start
+    assert _ids(engine, name) == [1]
+
+
+def test_an_explicit_transaction_rolls_back_what_raised_and_the_connection_goes_on(
+        table: Any) -> None:
+    engine, name = table
+    with pytest.raises(RuntimeError), explicit_transaction(engine) as transaction:
+        run(transaction.connection, f"INSERT INTO {name} VALUES (1)", {})
+        transaction.read_after_commit("SELECT 1", {})
+        raise RuntimeError("planning failed")
+    assert transaction.rows_after_commit is None
+    with explicit_transaction(engine) as transaction:  # the pool's one connection, reused
+        run(transaction.connection, f"INSERT INTO {name} VALUES (2)", {})
+    assert _ids(engine, name) == [2]
+
+
+def test_a_session_joins_an_explicit_transaction_and_does_not_end_it(table: Any) -> None:
+    engine, name = table
+    with pytest.raises(RuntimeError), explicit_transaction(engine) as transaction:
+        with Session(bind=transaction.connection) as session:
+            session.execute(text(f"INSERT INTO {name} VALUES (1)"))
+            session.flush()
+        run(transaction.connection, f"INSERT INTO {name} VALUES (2)", {})
+        raise RuntimeError("after the session closed")
+    assert _ids(engine, name) == []  # the session's write went with the rest
+    with explicit_transaction(engine) as transaction:
+        with Session(bind=transaction.connection) as session:
+            session.execute(text(f"INSERT INTO {name} VALUES (3)"))
+        run(transaction.connection, f"INSERT INTO {name} VALUES (4)", {})
+    assert _ids(engine, name) == [3, 4]
+
+
+def test_a_read_that_fails_after_the_commit_leaves_it_committed(table: Any) -> None:
+    engine, name = table
+    with explicit_transaction(engine) as transaction:
+        run(transaction.connection, f"INSERT INTO {name} VALUES (1)", {})
+        transaction.read_after_commit("SELECT 1 / 0", {})
+    assert transaction.rows_after_commit is None
+    assert _ids(engine, name) == [1]

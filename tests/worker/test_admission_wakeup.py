@@ -16,10 +16,18 @@ import pytest
 from models.db import transaction
 from models.workflow import Workflow
 from tests.e2e.helpers import instance_row, make_workflow, node, start
-from tests.worker.helpers import cancel_open_instances, deciding_runtime, running_now
+from tests.worker.helpers import (
+    cancel_open_instances,
+    claim_node,
+    deciding_runtime,
+    refuse_calls,
+    running_now,
+)
 from worker import admission, control
 from worker.admission import admit_and_dispatch, admit_if_waiting, admit_new
 from worker.launch import create_instance
+from worker.orchestrator import apply_after_commit, record_outcome
+from worker.results import NodeResult
 
 
 @pytest.fixture
@@ -105,3 +113,29 @@ def test_a_slot_that_frees_while_a_pass_defers_is_not_lost(
         admit_and_dispatch(one_slot)
         assert end_checks == [0]
         assert instance_row(one_slot, new_id).status == "running"
+
+
+def test_a_step_ending_its_instance_reads_whether_to_admit_with_its_commit(
+        settings: Any, workflow: tuple[Any, uuid.UUID], monkeypatch: Any) -> None:
+    runtime, workflow_id = workflow
+    with deciding_runtime(settings) as roomy:
+        admit_and_dispatch(roomy)  # nothing older waits for a pass
+    with deciding_runtime(settings, running_now(runtime) + 1) as one_slot:
+        holder = start(one_slot, workflow_id, fast_path=True)
+        waiting = start(one_slot, workflow_id, fast_path=True)
+        assert instance_row(one_slot, waiting).status == "pending"
+        refuse_calls(monkeypatch, admission, ["admit_if_waiting"],
+                     "the end's check goes out with its COMMIT, not on its own")
+
+        after = record_outcome(one_slot, claim_node(one_slot, holder, "only"), NodeResult({}))
+        assert after.instance_ended and after.pass_needed is True
+        apply_after_commit(one_slot, after)
+        assert instance_row(one_slot, holder).status == "completed"
+        assert instance_row(one_slot, waiting).status == "running"
+
+        # Nothing waits now: the next end runs no pass.
+        refuse_calls(monkeypatch, admission, ["admit_and_dispatch"],
+                     "no pending instance waits for a pass")
+        after = record_outcome(one_slot, claim_node(one_slot, waiting, "only"), NodeResult({}))
+        assert after.instance_ended and after.pass_needed is False
+        apply_after_commit(one_slot, after)
