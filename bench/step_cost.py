@@ -94,7 +94,8 @@ def measure(database_url: str, chains: int, profile_path: str | None = None) -> 
     # As the bench's workers run (--loglevel WARNING): no line rendered per step.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     settings = Settings(database_url=database_url, max_concurrent_workflows=1000)
-    runtime = build_runtime(settings, load_node_types())
+    # As a worker's Celery app builds it (`worker.celery_app.make_celery`).
+    runtime = build_runtime(settings, load_node_types(), hold_connections=True)
     celery = InMemoryCelery()
     runtime.celery = celery
     try:

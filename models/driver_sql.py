@@ -18,10 +18,10 @@ import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from models.db import Executor, autocommit
+from models.db import Executor
 
 
 def driver_connection(executor: Executor) -> psycopg.Connection[Any]:
@@ -140,18 +140,20 @@ class ExplicitTransaction:
 
 
 @contextmanager
-def explicit_transaction(engine: Engine) -> Iterator[ExplicitTransaction]:
-    """A transaction on a pooled connection, committed when the block ends, rolled back if
-    it raises; like `Engine.begin()`'s, but its COMMIT may carry a read that must see it
-    committed (`ExplicitTransaction.read_after_commit`): one round trip where the
-    driver's commit, then the read, on another pooled connection, take two.
+def explicit_transaction(connection: Connection) -> Iterator[ExplicitTransaction]:
+    """A transaction on an autocommit connection (`models.db.autocommit`), committed when
+    the block ends, rolled back if it raises; like `Engine.begin()`'s, but its COMMIT may
+    carry a read that must see it committed (`ExplicitTransaction.read_after_commit`):
+    one round trip where the driver's commit, then the read, take two.
 
     The BEGIN goes out first, alone, so every statement of the block is inside. A Session
     bound to the connection joins the transaction and never ends it, as in
     `Engine.begin()`'s. Nothing in the block may commit or roll back on its own.
     """
-    with autocommit(engine) as connection, connection.begin():
-        driver = driver_connection(connection)
+    driver = driver_connection(connection)
+    if not driver.autocommit:
+        raise ValueError("explicit_transaction needs an autocommit connection")
+    with connection.begin():
         transaction = ExplicitTransaction(connection)
         driver.execute("BEGIN")
         try:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.statuses import InstanceStatus
-from models.db import Executor, autocommit, transaction
+from models.db import Executor, transaction
 from models.instance import WorkflowInstance
 from models.instances import (
     StartedInstance,
@@ -132,7 +132,7 @@ def _room_now(runtime: WorkerRuntime) -> bool:
     instances before the pass's marks were visible, and so ran no pass: the deferring
     pass counts that slot here instead and goes again.
     """
-    with autocommit(runtime.engine) as connection:
+    with runtime.autocommit() as connection:
         return count_running(connection) < runtime.settings.max_concurrent_workflows
 
 
@@ -145,7 +145,7 @@ def admit_if_waiting(runtime: WorkerRuntime) -> int:
     the steps themselves. A pass deferring instances while this reads is covered by
     that pass itself (`_room_now`).
     """
-    with autocommit(runtime.engine) as connection:
+    with runtime.autocommit() as connection:
         if not any_waiting_for_a_pass(connection):
             return 0
     return admit_and_dispatch(runtime)

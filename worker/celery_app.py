@@ -54,7 +54,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Celery:
     """A Celery app whose tasks run steps through `runtime` (built from settings if absent)."""
     if runtime is None:
-        runtime = build_runtime(settings)
+        # Its tasks run steps one after another on each thread of the process.
+        runtime = build_runtime(settings, hold_connections=True)
     app = Celery("flowyard", set_as_current=False)
     app.conf.update(celery_config(settings))
     runtime.celery = app

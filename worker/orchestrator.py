@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from engine.backoff import retry_delay_seconds
 from engine.statuses import InstanceStatus, StepStatus
-from models.db import Executor, autocommit
+from models.db import Executor
 from models.driver_sql import explicit_transaction
 from models.instances import WAITING_FOR_A_PASS, lock_instance, lock_instance_row
 from models.steps import (
@@ -80,7 +80,7 @@ def execute_step(runtime: WorkerRuntime, execution_id: uuid.UUID, task_id: str |
     reads first, then claims. A pure step is read, run, then claimed and recorded together.
     """
     # Single statements on one connection, no BEGIN or COMMIT.
-    with autocommit(runtime.engine) as connection:
+    with runtime.autocommit() as connection:
         claim = _claim_without_reading(runtime, connection, execution_id, task_id, expected)
         unclaimed = None
         if claim is None:
@@ -131,7 +131,7 @@ def _run_unclaimed(runtime: WorkerRuntime, task_id: str | None, prepared: Prepar
     assert step is not None
     outcome = run_handler(runtime, step, prepared)
     if isinstance(outcome, (StepFailure, Suspend)):
-        with autocommit(runtime.engine) as connection:
+        with runtime.autocommit() as connection:
             claim = _claim_prepared(runtime, connection, step.id, task_id, prepared)
         return _stale(step.id) if claim is None else _record_and_send(runtime, claim[0], outcome)
     after = _record_result(runtime, step, outcome, UnclaimedRun(task_id, _input_record(prepared)))
@@ -212,7 +212,7 @@ def _record_result(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any,
                                             unclaimed)
     if advanced is not None:
         return AfterCommit(advanced.dispatch, [], advanced.finished)
-    with explicit_transaction(runtime.engine) as transaction:
+    with runtime.autocommit() as connection, explicit_transaction(connection) as transaction:
         advanced = complete_and_advance(transaction.connection, runtime, claimed,
                                         result.output, result.handle, unclaimed)
         if advanced is not None and advanced.finished:
@@ -222,7 +222,7 @@ def _record_result(runtime: WorkerRuntime, claimed: ClaimedStep, outcome: Any,
         return None
     waiting = transaction.rows_after_commit
     return AfterCommit(advanced.dispatch, [], advanced.finished,
-                       pass_needed=bool(waiting[0].waiting) if waiting else None)
+                       pass_needed=bool(waiting[0][0]) if waiting else None)
 
 
 def _suspend(session: Executor, claimed: ClaimedStep, outcome: Suspend) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm.util import identity_key
 from engine import planner
 from engine.document import WorkflowGraph
 from engine.statuses import FINAL_INSTANCE_STATUSES, InstanceStatus, StepStatus
-from models.db import Executor, autocommit
+from models.db import Executor
 from models.instance import WorkflowInstance
 from models.instances import (
     decided_counts,
@@ -145,7 +145,7 @@ def complete_starting_successors(runtime: WorkerRuntime, claimed: ClaimedStep, o
     if ready is None:
         return None
     successors = [_new_step(graph, node_id, StepStatus.PENDING) for node_id in ready]
-    with autocommit(runtime.engine) as connection:
+    with runtime.autocommit() as connection:
         started = complete_step_starting(connection, claimed.instance_id, claimed.id,
                                          claimed.attempt, output, handle, successors,
                                          len(graph.nodes), unclaimed)

@@ -9,14 +9,21 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.document import WorkflowGraph, parse_workflow
-from models.db import Executor, make_engine, make_session_factory
+from models.db import (
+    Executor,
+    HeldAutocommit,
+    autocommit_connection,
+    make_engine,
+    make_session_factory,
+)
 from models.settings import Settings
 from models.workflow import WorkflowVersion
 from worker.leases import LeaseKeeper
@@ -96,6 +103,16 @@ class WorkerRuntime:
     pinned_versions: PinnedVersions = field(default_factory=PinnedVersions)
     celery: Any = None
     leases: LeaseKeeper | None = None
+    # Set in processes that run steps one after another on each thread (Celery's pool
+    # children): each thread then keeps its autocommit connection between uses.
+    held: HeldAutocommit | None = None
+
+    def autocommit(self) -> AbstractContextManager[Connection]:
+        """An autocommit connection (`models.db.autocommit`) for a short unit of work;
+        this thread's held one when the process holds them."""
+        if self.held is not None:
+            return self.held.connection()
+        return autocommit_connection(self.engine)
 
     def lease_keeper(self) -> LeaseKeeper:
         """The process's one lease-keeping timer (created on first use)."""
@@ -105,12 +122,14 @@ class WorkerRuntime:
 
 
 def build_runtime(settings: Settings, node_types: Mapping[str, Any] | None = None,
-                  *, pool_size: int = 5) -> WorkerRuntime:
-    """A runtime on a new engine; node types default to the installed plug-ins."""
+                  *, pool_size: int = 5, hold_connections: bool = False) -> WorkerRuntime:
+    """A runtime on a new engine; node types default to the installed plug-ins.
+    `hold_connections`: see `WorkerRuntime.held`."""
     if node_types is None:
         from worker.plugins import load_node_types
 
         node_types = load_node_types()
     engine = make_engine(settings, pool_size=pool_size)
     return WorkerRuntime(settings=settings, node_types=node_types, engine=engine,
-                         session_factory=make_session_factory(engine))
+                         session_factory=make_session_factory(engine),
+                         held=HeldAutocommit(engine) if hold_connections else None)

@@ -1,15 +1,19 @@
-"""The engine's pool pings only idle connections, and replaces one the server has closed."""
+"""The engine's pool pings only idle connections, and replaces one the server has closed; a
+thread's held autocommit connection (`HeldAutocommit`) is reused, pinged when idle, and let
+go when a use fails."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
 import models.db
-from models.db import make_engine
+from models.db import HeldAutocommit, make_engine
 
 
 def _backend_pid(engine: Any) -> int:
@@ -57,5 +61,82 @@ def test_a_connection_used_a_moment_ago_is_reused_without_a_ping(
         with pytest.raises(Exception, match="(?i)terminat|closed|connection"):
             _backend_pid(engine)
         assert _backend_pid(engine) != killed  # the pool dropped it after the failure
+    finally:
+        engine.dispose()
+
+
+def _held_pid(held: HeldAutocommit) -> int:
+    with held.connection() as connection:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+@pytest.fixture
+def held_on_one(settings: Any) -> Any:
+    """A held connection on a pool of one: a second checkout would wait, then fail."""
+    engine = make_engine(settings, pool_size=1, max_overflow=0)
+    engine.pool._timeout = 2  # type: ignore[attr-defined]  # fail fast, not in 30 s
+    try:
+        yield engine, HeldAutocommit(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_thread_keeps_its_connection_between_uses(held_on_one: Any) -> None:
+    engine, held = held_on_one
+    first = _held_pid(held)
+    assert _held_pid(held) == first
+    assert engine.pool.checkedout() == 1  # held, not back in the pool
+    with held.connection() as connection:
+        assert connection.connection.dbapi_connection.autocommit
+
+
+def test_a_use_that_raises_gives_the_connection_back(held_on_one: Any) -> None:
+    engine, held = held_on_one
+    with pytest.raises(DataError), held.connection() as connection:
+        connection.execute(text("SELECT 1 / 0"))
+    assert engine.pool.checkedout() == 0
+    assert _held_pid(held) > 0
+
+
+def test_a_held_connection_idle_and_closed_by_the_server_is_replaced(
+        held_on_one: Any, db_engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, held = held_on_one
+    killed = _held_pid(held)
+    _terminate(db_engine, killed)
+    monkeypatch.setattr(models.db, "IDLE_PING_SECONDS", 0.0)  # count it as idle
+    assert _held_pid(held) != killed
+
+
+def test_each_thread_holds_its_own_and_a_nested_use_lets_its_second_go(
+        settings: Any) -> None:
+    engine = make_engine(settings, pool_size=3, max_overflow=0)
+    held = HeldAutocommit(engine)
+    try:
+        mine = _held_pid(held)
+        theirs: list[int] = []
+        other = threading.Thread(target=lambda: theirs.append(_held_pid(held)))
+        other.start()
+        other.join()
+        assert theirs and theirs[0] != mine
+        assert engine.pool.checkedout() == 2
+        with held.connection(), held.connection():
+            assert engine.pool.checkedout() == 3
+        assert engine.pool.checkedout() == 2
+    finally:
+        engine.dispose()
+
+
+def test_a_forked_child_leaves_its_parent_s_connection_alone(
+        settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = make_engine(settings, pool_size=2, max_overflow=0)
+    held = HeldAutocommit(engine)
+    try:
+        parents = _held_pid(held)
+        monkeypatch.setattr(models.db.os, "getpid", lambda: -1)  # as if in a forked child
+        assert _held_pid(held) != parents
+        assert engine.pool.checkedout() == 2  # the parent's kept, never closed
+        inherited = models.db._INHERITED.pop()
+        assert inherited.connection.dbapi_connection.info.backend_pid == parents
+        inherited.close()
     finally:
         engine.dispose()

@@ -4,6 +4,8 @@ explicit one (`explicit_transaction`) commits with a read sent after its COMMIT.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -13,7 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from models.db import autocommit, make_engine
-from models.driver_sql import explicit_transaction, fetch_in_transaction, fetch_one, run
+from models.driver_sql import (
+    ExplicitTransaction,
+    explicit_transaction,
+    fetch_in_transaction,
+    fetch_one,
+    run,
+)
 
 
 @pytest.fixture
@@ -33,6 +41,12 @@ def table(settings: Any) -> Any:
 def _ids(engine: Any, name: str) -> list[int]:
     with engine.connect() as connection:
         return list(connection.execute(text(f"SELECT id FROM {name} ORDER BY id")).scalars())
+
+
+@contextmanager
+def _explicit(engine: Any) -> Iterator[ExplicitTransaction]:
+    with autocommit(engine) as connection, explicit_transaction(connection) as transaction:
+        yield transaction
 
 
 def _seen_elsewhere(engine: Any, name: str) -> list[int]:
@@ -77,7 +91,7 @@ def test_it_refuses_a_connection_that_is_not_autocommit(table: Any) -> None:
 
 def test_it_refuses_a_connection_inside_a_transaction(table: Any) -> None:
     engine, name = table
-    with explicit_transaction(engine) as transaction:
+    with _explicit(engine) as transaction:
         with pytest.raises(ValueError, match="outside any transaction"):
             fetch_in_transaction(transaction.connection, [(f"SELECT 1 FROM {name}", {})])
 
@@ -85,7 +99,7 @@ def test_it_refuses_a_connection_inside_a_transaction(table: Any) -> None:
 def test_an_explicit_transaction_commits_then_reads_in_a_transaction_of_its_own(
         table: Any) -> None:
     engine, name = table
-    with explicit_transaction(engine) as transaction:
+    with _explicit(engine) as transaction:
         run(transaction.connection, f"INSERT INTO {name} VALUES (1)", {})
         inside = fetch_one(transaction.connection, "SELECT now() AS at", {})
         transaction.read_after_commit(
@@ -100,26 +114,26 @@ def test_an_explicit_transaction_commits_then_reads_in_a_transaction_of_its_own(
 def test_an_explicit_transaction_rolls_back_what_raised_and_the_connection_goes_on(
         table: Any) -> None:
     engine, name = table
-    with pytest.raises(RuntimeError), explicit_transaction(engine) as transaction:
+    with pytest.raises(RuntimeError), _explicit(engine) as transaction:
         run(transaction.connection, f"INSERT INTO {name} VALUES (1)", {})
         transaction.read_after_commit("SELECT 1", {})
         raise RuntimeError("planning failed")
     assert transaction.rows_after_commit is None
-    with explicit_transaction(engine) as transaction:  # the pool's one connection, reused
+    with _explicit(engine) as transaction:  # the pool's one connection, reused
         run(transaction.connection, f"INSERT INTO {name} VALUES (2)", {})
     assert _ids(engine, name) == [2]
 
 
 def test_a_session_joins_an_explicit_transaction_and_does_not_end_it(table: Any) -> None:
     engine, name = table
-    with pytest.raises(RuntimeError), explicit_transaction(engine) as transaction:
+    with pytest.raises(RuntimeError), _explicit(engine) as transaction:
         with Session(bind=transaction.connection) as session:
             session.execute(text(f"INSERT INTO {name} VALUES (1)"))
             session.flush()
         run(transaction.connection, f"INSERT INTO {name} VALUES (2)", {})
         raise RuntimeError("after the session closed")
     assert _ids(engine, name) == []  # the session's write went with the rest
-    with explicit_transaction(engine) as transaction:
+    with _explicit(engine) as transaction:
         with Session(bind=transaction.connection) as session:
             session.execute(text(f"INSERT INTO {name} VALUES (3)"))
         run(transaction.connection, f"INSERT INTO {name} VALUES (4)", {})
@@ -128,7 +142,7 @@ def test_a_session_joins_an_explicit_transaction_and_does_not_end_it(table: Any)
 
 def test_a_read_that_fails_after_the_commit_leaves_it_committed(table: Any) -> None:
     engine, name = table
-    with explicit_transaction(engine) as transaction:
+    with _explicit(engine) as transaction:
         run(transaction.connection, f"INSERT INTO {name} VALUES (1)", {})
         transaction.read_after_commit("SELECT 1 / 0", {})
     assert transaction.rows_after_commit is None
