@@ -3,14 +3,16 @@
 Owns: `AppState` (stored in `app.extensions["flowyard"]`), `app_state()`, `worker_runtime()`,
 `request_session()` and `request_connection()`. The request session is opened lazily, never
 committed here (endpoints commit explicitly), and closed after every request, which rolls
-back anything uncommitted. The request connection is checked out lazily too, and returned
-after every request.
+back anything uncommitted. The request connection is taken lazily too: the serving
+thread's held one (`models.db.HeldAutocommit`), kept by the thread after the request, or
+given back to the pool if the request failed.
 Must not hold module-level engines or sessions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +21,13 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.nodetypes import NodeType
-from models.db import autocommit_connection
+from models.db import HeldAutocommit
 from models.settings import Settings
 from worker.gateway import WorkerRuntime
 
 _EXTENSION_KEY = "flowyard"
 _RUNTIME_KEY = "flowyard.worker_runtime"
+_HELD_KEY = "flowyard.held_connections"
 
 
 @dataclass(frozen=True)
@@ -81,17 +84,34 @@ def request_connection() -> Connection | None:
     then use the request session.
     """
     if "db_connection" not in g:
-        bind = app_state().session_factory.kw.get("bind")
-        g.db_connection = autocommit_connection(bind) if isinstance(bind, Engine) else None
+        held = _held_connections()
+        taken: AbstractContextManager[Connection] | None = (
+            held.connection() if held is not None else None)
+        g.db_connection = taken.__enter__() if taken is not None else None
+        g.db_connection_taken = taken
     connection: Connection | None = g.db_connection
     return connection
 
 
-def _teardown_session(_error: BaseException | None) -> None:
+def _held_connections() -> HeldAutocommit | None:
+    """The app's serving threads' held autocommit connections; None when its sessions are
+    bound to a connection, not an engine (see `request_connection`)."""
+    held: HeldAutocommit | None = current_app.extensions.get(_HELD_KEY)
+    if held is None:
+        bind = app_state().session_factory.kw.get("bind")
+        if not isinstance(bind, Engine):
+            return None
+        held = current_app.extensions.setdefault(_HELD_KEY, HeldAutocommit(bind))
+    return held
+
+
+def _teardown_session(error: BaseException | None) -> None:
     close_request_session()
-    connection: Connection | None = g.pop("db_connection", None)
-    if connection is not None:
-        connection.close()
+    g.pop("db_connection", None)
+    taken: AbstractContextManager[Connection] | None = g.pop("db_connection_taken", None)
+    if taken is not None:
+        # A failed request gives it back to the pool, which resets it.
+        taken.__exit__(type(error) if error else None, error, None)
 
 
 def worker_runtime() -> WorkerRuntime:
@@ -106,6 +126,6 @@ def worker_runtime() -> WorkerRuntime:
         # The API's own engine (or a test's connection): the runtime only uses its sessions.
         runtime = WorkerRuntime(settings=state.settings, node_types=dict(state.node_types),
                                 engine=factory.kw.get("bind"), session_factory=factory,
-                                celery=state.celery_app)
+                                celery=state.celery_app, held=_held_connections())
         current_app.extensions[_RUNTIME_KEY] = runtime
     return runtime
