@@ -54,8 +54,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Celery:
     """A Celery app whose tasks run steps through `runtime` (built from settings if absent)."""
     if runtime is None:
-        # Its tasks run steps one after another on each thread of the process.
-        runtime = build_runtime(settings, hold_connections=True)
+        runtime = build_runtime(settings)
     app = Celery("flowyard", set_as_current=False)
     app.conf.update(celery_config(settings))
     runtime.celery = app

@@ -28,7 +28,8 @@ def worker(queues: str, concurrency: int | None, loglevel: str, hostname: str | 
     check_secret_keys(settings)
     # --loglevel governs Flowyard's own events too, not only Celery's.
     configure_logging(settings, level=_level(loglevel))
-    runtime = build_runtime(settings)
+    # Each pool child runs steps one after another: it keeps its connection between them.
+    runtime = build_runtime(settings, hold_connections=True)
     app = make_celery(settings, runtime)
     if settings.worker_heartbeat_file:
         from worker.liveness import install_heartbeat
