@@ -117,6 +117,11 @@ class HeldAutocommit:
         except BaseException:
             connection.close()
             raise
+        if connection.in_transaction():
+            # SQLAlchemy begins a transaction object on a connection's first statement,
+            # autocommit or not; the next use's begin() would refuse it. On the server
+            # there is none to end: rolling back sends nothing.
+            connection.rollback()
         nested = getattr(self._local, "held", None)
         if nested is not None:  # a use within this one held a second connection: let it go
             nested[0].close()

@@ -90,6 +90,16 @@ def test_a_thread_keeps_its_connection_between_uses(held_on_one: Any) -> None:
         assert connection.connection.dbapi_connection.autocommit
 
 
+def test_a_use_leaves_no_sqlalchemy_transaction_to_the_next(held_on_one: Any) -> None:
+    _, held = held_on_one
+    with held.connection() as connection:
+        connection.execute(text("SELECT 1"))  # SQLAlchemy begins its transaction object
+    with held.connection() as connection:
+        assert not connection.in_transaction()
+        with connection.begin():  # what explicit_transaction does first
+            connection.execute(text("SELECT 1"))
+
+
 def test_a_use_that_raises_gives_the_connection_back(held_on_one: Any) -> None:
     engine, held = held_on_one
     with pytest.raises(DataError), held.connection() as connection:
@@ -114,14 +124,22 @@ def test_each_thread_holds_its_own_and_a_nested_use_lets_its_second_go(
     try:
         mine = _held_pid(held)
         theirs: list[int] = []
-        other = threading.Thread(target=lambda: theirs.append(_held_pid(held)))
+        holding, done = threading.Event(), threading.Event()
+
+        def other_thread() -> None:
+            theirs.append(_held_pid(held))
+            holding.set()
+            done.wait(10)
+        other = threading.Thread(target=other_thread)
         other.start()
+        assert holding.wait(10)
+        assert theirs[0] != mine and engine.pool.checkedout() == 2
+        done.set()
         other.join()
-        assert theirs and theirs[0] != mine
-        assert engine.pool.checkedout() == 2
+        before = engine.pool.checkedout()
         with held.connection(), held.connection():
-            assert engine.pool.checkedout() == 3
-        assert engine.pool.checkedout() == 2
+            assert engine.pool.checkedout() == before + 1
+        assert engine.pool.checkedout() == before
     finally:
         engine.dispose()
 
