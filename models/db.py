@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -117,6 +119,9 @@ class HeldAutocommit:
         except BaseException:
             connection.close()
             raise
+        if _server_in_transaction(connection):
+            connection.close()  # a use left one open: the pool's reset rolls it back
+            return
         if connection.in_transaction():
             # SQLAlchemy begins a transaction object on a connection's first statement,
             # autocommit or not; the next use's begin() would refuse it. On the server
@@ -154,6 +159,12 @@ class HeldAutocommit:
         except self._engine.dialect.loaded_dbapi.Error:
             return False
         return True
+
+
+def _server_in_transaction(connection: Connection) -> bool:
+    driver = connection.connection.driver_connection
+    return (isinstance(driver, psycopg.Connection)
+            and driver.info.transaction_status != TransactionStatus.IDLE)
 
 
 # Connections a forked process inherited from its parent's threads: the parent still uses

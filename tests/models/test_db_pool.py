@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import text
 from sqlalchemy.exc import DataError
 
@@ -98,6 +99,17 @@ def test_a_use_leaves_no_sqlalchemy_transaction_to_the_next(held_on_one: Any) ->
         assert not connection.in_transaction()
         with connection.begin():  # what explicit_transaction does first
             connection.execute(text("SELECT 1"))
+
+
+def test_a_use_that_left_a_transaction_open_gives_the_connection_back(
+        held_on_one: Any) -> None:
+    engine, held = held_on_one
+    with held.connection() as connection:
+        connection.connection.driver_connection.execute("BEGIN")
+    assert engine.pool.checkedout() == 0  # the pool's reset rolled it back
+    with held.connection() as connection:
+        status = connection.connection.driver_connection.info.transaction_status
+        assert status == TransactionStatus.IDLE
 
 
 def test_a_use_that_raises_gives_the_connection_back(held_on_one: Any) -> None:
