@@ -100,9 +100,10 @@ class HeldAutocommit:
     after another, one per thread.
 
     One unused for `IDLE_PING_SECONDS` is pinged before its next use, as the pool pings
-    its own (`make_engine`). A use that raises gives it back to the pool, whose reset on
-    return leaves nothing of that use to the next. A thread keeps its connection until
-    then, or until the process ends: for threads that run work until their process ends.
+    its own (`make_engine`). A use that raises, or leaves a transaction open, gives it back
+    to the pool, whose reset on return leaves nothing of that use to the next. A thread
+    keeps its connection until then, or until the process ends: for threads that run work
+    until their process ends.
     In a forked child, the parent's connection is left alone (as
     `Engine.dispose(close=False)` leaves the pool's): never used, closed or collected there.
     """
