@@ -20,7 +20,7 @@ from flask import Flask, Response, g, request
 from api.auth import MUTATING_METHODS, find_principal
 from api.context import app_state, close_request_session, request_connection
 from models.driver_sql import jsonb, run
-from models.security import AUDIT_ENTRY_COLUMNS, AuditLogEntry
+from models.security import INSERT_AUDIT_ENTRY
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,6 @@ def _action() -> str:
     return f"{request.method} {rule}"[:100]
 
 
-_INSERT_ENTRY = (f"INSERT INTO {AuditLogEntry.__tablename__} ({', '.join(AUDIT_ENTRY_COLUMNS)})"
-                 f" VALUES ({', '.join(f'%({name})s' for name in AUDIT_ENTRY_COLUMNS)})")
-
-
 def _write(entry: dict[str, Any]) -> None:
     """Insert the row, committed on its own.
 
@@ -89,10 +85,10 @@ def _write(entry: dict[str, Any]) -> None:
     """
     connection = request_connection()
     if connection is not None:
-        run(connection, _INSERT_ENTRY, entry)
+        run(connection, INSERT_AUDIT_ENTRY, entry)
         return
     with app_state().session_factory() as session, session.begin():
-        run(session, _INSERT_ENTRY, entry)
+        run(session, INSERT_AUDIT_ENTRY, entry)
 
 
 def audit_entry(status_code: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from models.instances import (
     start_decision_of,
     start_if_room_statement,
 )
-from models.security import AUDIT_ENTRY_COLUMNS, AuditLogEntry
+from models.security import INSERT_AUDIT_ENTRY
 from models.steps import NewStep, insert_steps_statement, inserted_step_ids
 
 
@@ -69,10 +69,8 @@ _LOCK_IF_INSERTED = ("SELECT pg_advisory_xact_lock(%(key)s) FROM workflow_instan
 # The API's audit row for the call that launches, only if the statement before it inserted
 # the instance: it commits or rolls back with the launch, and is not written at all when
 # the launch writes nothing (the caller then takes the general path, which records it).
-_AUDIT_IF_INSERTED = (
-    f"INSERT INTO {AuditLogEntry.__tablename__} ({', '.join(AUDIT_ENTRY_COLUMNS)})"
-    f" SELECT {', '.join(f'%({name})s' for name in AUDIT_ENTRY_COLUMNS)}"
-    " FROM workflow_instances WHERE id = %(instance_id)s")
+_AUDIT_IF_INSERTED = (f"{INSERT_AUDIT_ENTRY}"
+                      " FROM workflow_instances WHERE id = %(instance_id)s")
 
 
 def insert_and_start(connection: Executor, *, instance_id: uuid.UUID, workflow_id: uuid.UUID,
@@ -83,7 +81,7 @@ def insert_and_start(connection: Executor, *, instance_id: uuid.UUID, workflow_i
     `version_id`, take the admission lock, start it if fewer than `max_running` instances
     run or wait besides it, and then record `first_steps` (and its `progress`, if not
     None). Commits. `audit_entry`: the audit row of the call that launches (the columns
-    `AUDIT_ENTRY_COLUMNS` names), written with the instance.
+    `models.security.AUDIT_ENTRY_COLUMNS` names), written with the instance.
 
     Needs an autocommit connection (`models.driver_sql.fetch_in_transaction`). `values`:
     priority, execution_context, triggered_by, trigger_source. None, with nothing written

@@ -58,6 +58,11 @@ class AuditLogEntry(Base):
 # What a writer of an audit row supplies (`api.audit`); the id and time are the database's.
 AUDIT_ENTRY_COLUMNS = ("actor", "action", "resource_type", "resource_id", "outcome",
                        "status_code", "request_id", "client_address", "details")
+# One audit row from those columns' `%(name)s` parameters; a writer may add a FROM and WHERE
+# that decide whether it is written at all (`models.launches`).
+INSERT_AUDIT_ENTRY = (
+    f"INSERT INTO {AuditLogEntry.__tablename__} ({', '.join(AUDIT_ENTRY_COLUMNS)})"
+    f" SELECT {', '.join(f'%({name})s' for name in AUDIT_ENTRY_COLUMNS)}")
 
 
 class Secret(Base):

@@ -115,6 +115,15 @@ def test_a_slot_that_frees_while_a_pass_defers_is_not_lost(
         assert instance_row(one_slot, new_id).status == "running"
 
 
+def _end_by_its_only_step(runtime: Any, instance_id: uuid.UUID) -> bool | None:
+    """Complete the instance's one step as a worker would, and act on it after commit;
+    whether the end read that a pending instance waits for a pass."""
+    after = record_outcome(runtime, claim_node(runtime, instance_id, "only"), NodeResult({}))
+    assert after.instance_ended
+    apply_after_commit(runtime, after)
+    return after.pass_needed
+
+
 def test_a_step_ending_its_instance_reads_whether_to_admit_with_its_commit(
         settings: Any, workflow: tuple[Any, uuid.UUID], monkeypatch: Any) -> None:
     runtime, workflow_id = workflow
@@ -127,15 +136,11 @@ def test_a_step_ending_its_instance_reads_whether_to_admit_with_its_commit(
         refuse_calls(monkeypatch, admission, ["admit_if_waiting"],
                      "the end's check goes out with its COMMIT, not on its own")
 
-        after = record_outcome(one_slot, claim_node(one_slot, holder, "only"), NodeResult({}))
-        assert after.instance_ended and after.pass_needed is True
-        apply_after_commit(one_slot, after)
+        assert _end_by_its_only_step(one_slot, holder) is True
         assert instance_row(one_slot, holder).status == "completed"
         assert instance_row(one_slot, waiting).status == "running"
 
         # Nothing waits now: the next end runs no pass.
         refuse_calls(monkeypatch, admission, ["admit_and_dispatch"],
                      "no pending instance waits for a pass")
-        after = record_outcome(one_slot, claim_node(one_slot, waiting, "only"), NodeResult({}))
-        assert after.instance_ended and after.pass_needed is False
-        apply_after_commit(one_slot, after)
+        assert _end_by_its_only_step(one_slot, waiting) is False
