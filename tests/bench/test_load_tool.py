@@ -1,0 +1,91 @@
+"""bench.load, the API scenario's load generator, against a real local HTTP server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from bench.load import ResponseError, build_request, response_length, run_load
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Any
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.seen.append((self.path, self.headers["Authorization"], body))
+        count = len(self.server.seen)
+        status = 500 if self.server.fail_every and count % self.server.fail_every == 0 else 202
+        answer = b'{"status": "running"}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        if self.server.close_each:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.seen = []
+    httpd.fail_every = 0
+    httpd.close_each = False
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _load(server: Any, seconds: float = 0.5, connections: int = 3) -> Any:
+    host, port = server.server_address[:2]
+    request = build_request(host, port, "secret", "POST", "/api/x/execute", b'{"input": {}}')
+    return run_load((host, port), request, seconds, connections)
+
+
+def test_every_answer_is_one_request_counted_once(server: Any) -> None:
+    result = _load(server)
+    assert result.errors == 0
+    assert len(result.latencies) == len(server.seen) > 10
+    assert all(latency > 0 for latency in result.latencies)
+    assert set(server.seen) == {("/api/x/execute", "Bearer secret", b'{"input": {}}')}
+
+
+def test_error_answers_are_counted(server: Any) -> None:
+    server.fail_every = 4
+    result = _load(server)
+    assert len(result.latencies) == len(server.seen)
+    assert result.errors == len(server.seen) // 4 > 0
+
+
+def test_a_connection_the_server_closes_is_opened_again(server: Any) -> None:
+    server.close_each = True
+    result = _load(server, connections=2)
+    assert result.errors == 0
+    assert len(result.latencies) == len(server.seen) > 10
+
+
+def test_response_length_reads_the_header_block() -> None:
+    head = b"HTTP/1.1 202 ACCEPTED\r\nContent-Type: application/json\r\nContent-Length: 17"
+    assert response_length(head) == (17, True)
+    assert response_length(head + b"\r\nConnection: close") == (17, False)
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.0 200 OK\r\nContent-Length: 2",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain",
+])
+def test_answers_it_cannot_frame_are_refused(head: bytes) -> None:
+    with pytest.raises(ResponseError):
+        response_length(head)
