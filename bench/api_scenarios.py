@@ -19,23 +19,23 @@ from bench.stats import median
 
 
 def _load(client: FlowyardClient, method: str, path: str, body: Any, seconds: float,
-          threads: int) -> dict[str, Any]:
+          connections: int) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.load", client.base_url, client.token, method, path,
-               json.dumps(body) if body is not None else "-", str(seconds), str(threads)]
+               json.dumps(body) if body is not None else "-", str(seconds), str(connections)]
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=root)
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def api_under_load(client: FlowyardClient, seconds: float, threads: int = 8) -> list[Row]:
+def api_under_load(client: FlowyardClient, seconds: float, connections: int = 8) -> list[Row]:
     workflow_id = client.create_workflow("bench api load", chain_document(1))
     execute = _load(client, "POST", f"/api/workflows/{workflow_id}/execute", {"input": {}},
-                    seconds, threads)
+                    seconds, connections)
     instance_id = client.execute(workflow_id)
     client.wait_finished(instance_id)
     details = _load(client, "GET", f"/api/workflow-instances/{instance_id}/details", None,
-                    seconds, threads)
+                    seconds, connections)
     rows = []
     for name, result, target in (("POST /execute", execute, ">= 300 req/s, p99 <= 50 ms"),
                                  ("GET /details", details, "")):
