@@ -41,6 +41,9 @@ def api_under_load(client: FlowyardClient, seconds: float, connections: int = 8)
                                  ("GET /details", details, "")):
         if result["errors"]:
             raise RuntimeError(f"{name}: {result['errors']} failed requests under load")
+        # How the connections split between the API's processes shows in these counts.
+        print(f"  {name} answers per connection: {result['answers_per_connection']}",
+              flush=True)
         rows.append(Row(f"4. {name} throughput", result["requests_per_second"], "req/s",
                         target=target))
         rows.append(Row(f"4. {name} p99", result["p99_ms"], "ms"))

@@ -7,10 +7,17 @@ Each of CONNECTIONS keep-alive connections sends its next request as soon as the
 to its last one is in, as wrk does. One thread drives them all on non-blocking sockets:
 the load shares the cores with the system it measures, so it should take as little of
 them as it can (a thread per connection took about three times the CPU per request).
+
+The connections open one after another, each once the one before has its first answer,
+as clients arriving one by one would. Opened in one burst, they were nearly all accepted
+by whichever gunicorn process woke first (often 7 of 8, sometimes all 8 on one process,
+which then served alone). How many answers each connection got is in the output
+(`answers_per_connection`), so a lopsided split shows.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import selectors
 import socket
@@ -69,6 +76,7 @@ class _Connection:
     sock: socket.socket | None = None
     buffer: bytearray = field(default_factory=bytearray)
     sent_at: float = 0.0
+    answers: int = 0
 
     def open(self) -> socket.socket:
         sock = socket.create_connection(self.address, timeout=_SILENCE_SECONDS)
@@ -97,6 +105,7 @@ class _Connection:
 class LoadResult:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    answers_per_connection: list[int] = field(default_factory=list)
 
 
 def run_load(address: tuple[str, int], request: bytes, seconds: float,
@@ -119,9 +128,9 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
         send(connection)
 
     pool = [_Connection(address) for _ in range(connections)]
-    for connection in pool:
-        restart(connection)
-    open_count = len(pool)
+    unopened = collections.deque(pool[1:])
+    restart(pool[0])
+    open_count = 1
     while open_count:
         events = selector.select(timeout=_SILENCE_SECONDS)
         if not events:  # the server stopped answering: what is still out failed
@@ -144,8 +153,12 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
                 continue
             status, keep_alive = answered
             result.latencies.append(time.perf_counter() - connection.sent_at)
+            connection.answers += 1
             if status >= 400:
                 result.errors += 1
+            if connection.answers == 1 and unopened and time.monotonic() < stop_at:
+                restart(unopened.popleft())
+                open_count += 1
             if time.monotonic() >= stop_at:
                 selector.unregister(connection.sock)
                 connection.sock.close()
@@ -155,6 +168,7 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
             else:
                 restart(connection)
     selector.close()
+    result.answers_per_connection = [connection.answers for connection in pool]
     return result
 
 
@@ -173,6 +187,7 @@ def main(argv: list[str]) -> None:
         "requests_per_second": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else None,
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else None,
+        "answers_per_connection": result.answers_per_connection,
     }))
 
 

@@ -58,6 +58,10 @@ def test_every_answer_is_one_request_counted_once(server: Any) -> None:
     assert result.errors == 0
     assert len(result.latencies) == len(server.seen) > 10
     assert all(latency > 0 for latency in result.latencies)
+    # Each connection opened (one after another) and answered its share.
+    assert len(result.answers_per_connection) == 3
+    assert sum(result.answers_per_connection) == len(result.latencies)
+    assert min(result.answers_per_connection) > 0
     assert set(server.seen) == {("/api/x/execute", "Bearer secret", b'{"input": {}}')}
 
 
