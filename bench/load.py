@@ -1,7 +1,8 @@
 """A small closed-loop HTTP load generator, run as its own process by the API scenario.
 
     python -m bench.load URL TOKEN METHOD PATH BODY_JSON SECONDS CONNECTIONS
-prints one JSON line: requests, errors, requests_per_second, p50_ms, p99_ms.
+prints one JSON line: requests, errors, requests_per_second, p50_ms, p99_ms,
+answers_per_connection.
 
 Each of CONNECTIONS keep-alive connections sends its next request as soon as the answer
 to its last one is in, as wrk does. One thread drives them all on non-blocking sockets:
@@ -120,12 +121,27 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
         # A request of a few hundred bytes fits an empty socket buffer whole.
         connection.sock.sendall(request)
 
-    def restart(connection: _Connection) -> None:
+    def close(connection: _Connection) -> None:
         if connection.sock is not None:
             selector.unregister(connection.sock)
             connection.sock.close()
+            connection.sock = None
+
+    def restart(connection: _Connection) -> None:
+        close(connection)
         selector.register(connection.open(), selectors.EVENT_READ, connection)
         send(connection)
+
+    def next_request(connection: _Connection, keep_alive: bool) -> bool:
+        """Send the connection's next request; False, with it closed, once time is up."""
+        if time.monotonic() >= stop_at:
+            close(connection)
+            return False
+        if keep_alive:
+            send(connection)
+        else:
+            restart(connection)
+        return True
 
     pool = [_Connection(address) for _ in range(connections)]
     unopened = collections.deque(pool[1:])
@@ -147,7 +163,8 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
             except (OSError, ResponseError):
                 result.latencies.append(time.perf_counter() - connection.sent_at)
                 result.errors += 1
-                restart(connection)
+                if not next_request(connection, keep_alive=False):
+                    open_count -= 1
                 continue
             if answered is None:
                 continue
@@ -159,14 +176,8 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
             if connection.answers == 1 and unopened and time.monotonic() < stop_at:
                 restart(unopened.popleft())
                 open_count += 1
-            if time.monotonic() >= stop_at:
-                selector.unregister(connection.sock)
-                connection.sock.close()
+            if not next_request(connection, keep_alive):
                 open_count -= 1
-            elif keep_alive:
-                send(connection)
-            else:
-                restart(connection)
     selector.close()
     result.answers_per_connection = [connection.answers for connection in pool]
     return result
