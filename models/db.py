@@ -136,20 +136,25 @@ class HeldAutocommit:
     def _take(self) -> Connection:
         held: tuple[Connection, int, float] | None = getattr(self._local, "held", None)
         self._local.held = None
-        if held is None:
-            return autocommit_connection(self._engine)
-        connection, pid, used_at = held
-        if pid != os.getpid():
-            _INHERITED.append(connection)
-            return autocommit_connection(self._engine)
+        if held is not None:
+            connection, pid, used_at = held
+            if pid != os.getpid():
+                _INHERITED.append(connection)
+            elif self._usable(connection, used_at):
+                return connection
+        return autocommit_connection(self._engine)
+
+    def _usable(self, connection: Connection, used_at: float) -> bool:
+        """Whether this thread's held connection can serve the next use; one that cannot
+        is closed here (a dead one invalidated first, so the pool discards it)."""
         if connection.invalidated or connection.closed:
             connection.close()
-            return autocommit_connection(self._engine)
+            return False
         if time.monotonic() - used_at >= IDLE_PING_SECONDS and not self._alive(connection):
             connection.invalidate()
             connection.close()
-            return autocommit_connection(self._engine)
-        return connection
+            return False
+        return True
 
     def _alive(self, connection: Connection) -> bool:
         dbapi_connection = connection.connection.dbapi_connection

@@ -20,7 +20,7 @@ from engine.document import WorkflowGraph, parse_workflow
 from models.db import (
     Executor,
     HeldAutocommit,
-    autocommit_connection,
+    autocommit,
     make_engine,
     make_session_factory,
 )
@@ -112,7 +112,7 @@ class WorkerRuntime:
         this thread's held one when the process holds them."""
         if self.held is not None:
             return self.held.connection()
-        return autocommit_connection(self.engine)
+        return autocommit(self.engine)
 
     def lease_keeper(self) -> LeaseKeeper:
         """The process's one lease-keeping timer (created on first use)."""
