@@ -45,6 +45,51 @@ def fetch_all(executor: Executor, sql: str, params: Mapping[str, Any]) -> list[N
         return cursor.fetchall()
 
 
+class _SentWhole(psycopg.Pipeline):
+    """psycopg's pipeline, its statements sent in one write when it syncs.
+
+    psycopg's own sends each statement as it is executed: a write and two polls each, and
+    the server wakes for every one. Here they wait in the queue until the pipeline syncs,
+    or until something reads a result, then go out together (bench/RESULTS.md, item 53).
+    Overrides two of psycopg's private methods: `pipeline_sent_whole` uses this class only
+    where they exist, else psycopg's pipeline as it is.
+    """
+
+    def _communicate_gen(self) -> Any:
+        queue = self.command_queue
+        if queue and queue[-1] != self.pgconn.pipeline_sync:
+            return  # an execute's: its statement waits for the sync
+        self._buffer_queued()
+        yield from super()._communicate_gen()
+
+    def _fetch_gen(self, *, flush: bool) -> Any:
+        self._buffer_queued()  # no result is awaited before its statement is sent
+        yield from super()._fetch_gen(flush=flush)
+
+    def _buffer_queued(self) -> None:
+        """Into libpq's output buffer, all of it; the sync, or the fetch, flushes it."""
+        queue = self.command_queue
+        while queue:
+            queue.popleft()()
+
+
+_CAN_SEND_WHOLE = all(callable(getattr(psycopg.Pipeline, name, None))
+                      for name in ("_communicate_gen", "_fetch_gen"))
+
+
+@contextmanager
+def pipeline_sent_whole(driver: psycopg.Connection[Any]) -> Iterator[None]:
+    """`driver.pipeline()`, its statements sent in one write at its end (`_SentWhole`).
+
+    Read results after the block: a read inside it sends what is queued first, and waits.
+    """
+    with driver.pipeline() as pipeline:
+        # Only a pipeline this block opened: a nested one belongs to its outer block.
+        if _CAN_SEND_WHOLE and type(pipeline) is psycopg.Pipeline and pipeline.level == 1:
+            pipeline.__class__ = _SentWhole  # same object, same state: only sends differ
+        yield
+
+
 def fetch_pipelined(executor: Executor,
                     statements: Sequence[tuple[str, Mapping[str, Any]]]) -> list[list[NamedTuple]]:
     """Each statement's rows, the statements sent together and run in order.
@@ -56,7 +101,7 @@ def fetch_pipelined(executor: Executor,
     """
     driver = driver_connection(executor)
     cursors = []
-    with driver.pipeline():
+    with pipeline_sent_whole(driver):
         for sql, params in statements:
             cursor = driver.cursor(row_factory=namedtuple_row)
             cursor.execute(sql, params)
@@ -85,7 +130,7 @@ def fetch_in_transaction(executor: Executor, statements: Sequence[tuple[str, Map
                          "outside any transaction")
     cursors = []
     try:
-        with driver.pipeline():
+        with pipeline_sent_whole(driver):
             driver.execute("BEGIN")
             for sql, params in statements:
                 cursor = driver.cursor(row_factory=namedtuple_row)
@@ -125,7 +170,7 @@ class ExplicitTransaction:
         committing = driver.cursor()
         reading = driver.cursor(row_factory=namedtuple_row)
         try:
-            with driver.pipeline():
+            with pipeline_sent_whole(driver):
                 committing.execute("COMMIT")
                 reading.execute(*self._read_after)
             self.rows_after_commit = reading.fetchall()

@@ -3,6 +3,7 @@ explicit one (`explicit_transaction`) commits with a read sent after its COMMIT.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from models.driver_sql import (
     explicit_transaction,
     fetch_in_transaction,
     fetch_one,
+    pipeline_sent_whole,
     run,
 )
 
@@ -147,3 +149,39 @@ def test_a_read_that_fails_after_the_commit_leaves_it_committed(table: Any) -> N
         transaction.read_after_commit("SELECT 1 / 0", {})
     assert transaction.rows_after_commit is None
     assert _ids(engine, name) == [1]
+
+
+def _advisory_lock_held(url: str, key: int) -> bool:
+    with psycopg.connect(url) as other:
+        row = other.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                            " AND objid = %s AND granted", (key,)).fetchone()
+        return bool(row and row[0])
+
+
+def test_a_pipeline_sends_its_statements_together_when_it_ends(table: Any) -> None:
+    """Nothing runs while the block queues statements: psycopg's own pipeline would have
+    sent the lock at once, and the server would hold it within the half second."""
+    engine, _ = table
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    key = 424242
+    with psycopg.connect(url, autocommit=True) as connection:
+        with pipeline_sent_whole(connection):
+            connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                assert not _advisory_lock_held(url, key), "sent before the pipeline ended"
+                time.sleep(0.05)
+        assert _advisory_lock_held(url, key)
+
+
+def test_a_read_inside_the_pipeline_sends_what_is_queued_first(table: Any) -> None:
+    engine, name = table
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as connection:
+        with pipeline_sent_whole(connection):
+            connection.execute(f"INSERT INTO {name} (id) VALUES (7)")
+            cursor = connection.execute(f"SELECT id FROM {name}")
+            assert cursor.fetchone() == (7,)
+            cursor = connection.execute(f"SELECT count(*) FROM {name}")
+        assert cursor.fetchone() == (1,)
+    assert _ids(engine, name) == [7]
