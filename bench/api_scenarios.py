@@ -1,4 +1,5 @@
-"""API scenarios: execute and details under load from a second process; a 100,000-row list."""
+"""API scenarios: execute (and the CPU each call costs) and details under load from a second
+process; a 100,000-row list."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import psycopg
 
 from bench.cluster import FlowyardClient, chain_document
 from bench.environment import BenchEnvironment
+from bench.resources import cluster_group, cpu_seconds_by_group
 from bench.scenarios import Row, timed
 from bench.stats import median
 
@@ -28,10 +30,42 @@ def _load(client: FlowyardClient, method: str, path: str, body: Any, seconds: fl
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def api_under_load(client: FlowyardClient, seconds: float, connections: int = 8) -> list[Row]:
+def _wait_all_finished(env: BenchEnvironment, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(env.database_url, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM workflow_instances"
+                               " WHERE status IN ('pending', 'running')").fetchone()
+            if not row or not row[0]:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{row[0]} instances still unfinished after the load")
+            time.sleep(0.05)
+
+
+def _cpu_per_call(before: dict[str, float], after: dict[str, float], calls: int,
+                  load_cpu_seconds: float) -> float:
+    """Print each group's CPU per call; return the sum over the system's groups (ms)."""
+    per_call = {group: 1000 * (after.get(group, 0.0) - seconds) / calls
+                for group, seconds in before.items()}
+    parts = ", ".join(f"{group} {ms:.2f}" for group, ms in sorted(per_call.items()))
+    total = sum(per_call.values())
+    print(f"  POST /execute CPU per call (ms): {parts}; total {total:.2f} "
+          f"(the load tool's own: {1000 * load_cpu_seconds / calls:.2f})", flush=True)
+    return total
+
+
+def api_under_load(client: FlowyardClient, env: BenchEnvironment, seconds: float,
+                   connections: int = 8) -> list[Row]:
     workflow_id = client.create_workflow("bench api load", chain_document(1))
+    group_of = cluster_group(int(client.base_url.rsplit(":", 1)[1]))
+    cpu_before = cpu_seconds_by_group(group_of)
     execute = _load(client, "POST", f"/api/workflows/{workflow_id}/execute", {"input": {}},
                     seconds, connections)
+    # Every call's work, the steps it started included: they may finish after the load.
+    _wait_all_finished(env)
+    cpu_per_call = _cpu_per_call(cpu_before, cpu_seconds_by_group(group_of),
+                                 max(1, execute["requests"]), execute["cpu_seconds"])
     instance_id = client.execute(workflow_id)
     client.wait_finished(instance_id)
     details = _load(client, "GET", f"/api/workflow-instances/{instance_id}/details", None,
@@ -47,6 +81,11 @@ def api_under_load(client: FlowyardClient, seconds: float, connections: int = 8)
         rows.append(Row(f"4. {name} throughput", result["requests_per_second"], "req/s",
                         target=target))
         rows.append(Row(f"4. {name} p99", result["p99_ms"], "ms"))
+    cores = os.cpu_count() or 1
+    # CPU time is what a CPU-bound machine runs out of: this many calls a second is the
+    # most its cores allow, whatever the load looks like.
+    rows.insert(2, Row("4. POST /execute CPU per call, all processes", cpu_per_call, "ms",
+                       target=f"{cores} cores allow {1000 * cores / cpu_per_call:.0f} req/s"))
     return rows
 
 

@@ -199,6 +199,7 @@ def main(argv: list[str]) -> None:
         "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else None,
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else None,
         "answers_per_connection": result.answers_per_connection,
+        "cpu_seconds": time.process_time(),  # this load tool's own, for the reader
     }))
 
 

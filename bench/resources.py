@@ -1,8 +1,12 @@
-"""Resident memory of the benchmark's Flowyard worker processes, read from /proc."""
+"""What the benchmark's processes use, read from /proc: worker memory, CPU time by group."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _rss_kib(status: Path) -> int:
@@ -15,13 +19,67 @@ def _rss_kib(status: Path) -> int:
 def worker_rss_mib(marker: str = "bench") -> float:
     """Sum of VmRSS over `flowyard worker` processes (and their prefork children)."""
     total = 0
+    for proc, cmdline in _processes():
+        if "worker" in cmdline and f"-n {marker}" in cmdline:
+            try:
+                total += _rss_kib(proc / "status")
+            except OSError:
+                continue
+    return total / 1024
+
+
+def _processes() -> Iterator[tuple[Path, str]]:
+    """Each live process's /proc directory and command line (space-separated)."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if "worker" in cmdline and f"-n {marker}" in cmdline:
-                total += _rss_kib(proc / "status")
+            yield proc, (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
         except OSError:
             continue
-    return total / 1024
+
+
+def _cpu_seconds(proc: Path) -> float:
+    """User plus system time of one process so far."""
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    fields = (proc / "stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+
+
+def cpu_seconds_by_group(group_of: Callable[[str], str | None]) -> dict[str, float]:
+    """CPU seconds used so far by the live processes of each group; `group_of` names a
+    process's group from its command line (None: not counted). A process that exits takes
+    its time with it: count over a window in which the groups' processes stay up."""
+    totals: dict[str, float] = {}
+    for proc, cmdline in _processes():
+        group = group_of(cmdline)
+        if group is None:
+            continue
+        try:
+            totals[group] = totals.get(group, 0.0) + _cpu_seconds(proc)
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+    return totals
+
+
+def cluster_group(api_port: int, marker: str = "bench") -> Callable[[str], str | None]:
+    """Groups for a bench cluster (`bench.cluster.flowyard_cluster`) and the servers it uses:
+    the API on `api_port`, the workers named `marker`, the scheduler, PostgreSQL and Redis
+    (every process of the machine's servers: the bench has them to itself)."""
+    def group_of(cmdline: str) -> str | None:
+        program = os.path.basename(cmdline.split(" ", 1)[0]).rstrip(":")
+        if program == "postgres":  # the server, and its processes as they name themselves
+            return "postgresql"
+        if program == "redis-server":
+            return "redis"
+        if "flowyard" not in cmdline and "api.cli" not in cmdline:
+            return None
+        if f"--port {api_port}" in cmdline and " api " in cmdline:
+            return "api"
+        if " worker " in cmdline and f"-n {marker}" in cmdline:
+            return "workers"
+        if cmdline.rstrip().endswith(" scheduler"):
+            return "scheduler"
+        return None
+    return group_of

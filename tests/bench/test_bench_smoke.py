@@ -20,6 +20,7 @@ def test_bench_smoke_run_reports_every_scenario() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for scenario in ("0. orchestrator cost per step", "1. hop latency p50", "2. throughput",
                      "3. REST execute->completed p50", "4. POST /execute throughput",
+                     "4. POST /execute CPU per call, all processes",
                      "4. first page of", "5. fan-out/fan-in", "5. worker RSS",
                      "save 1000 nodes / 5000 edges"):
         assert scenario in result.stdout, f"{scenario!r} missing from:\n{result.stdout}"
