@@ -35,11 +35,14 @@ def test_a_group_counts_the_cpu_time_its_live_processes_used() -> None:
             "sys.stdin.read()\n")
     child = subprocess.Popen([sys.executable, "-c", busy, marker], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
+    def group_of(cmdline: str) -> str | None:
+        return "busy" if marker in cmdline else None
+
     try:
-        group_of = lambda cmdline: "busy" if marker in cmdline else None  # noqa: E731
         deadline = time.monotonic() + 30
         while "busy" not in cpu_seconds_by_group(group_of):
             assert time.monotonic() < deadline, "the child never showed up in /proc"
+            time.sleep(0.01)
         assert child.stdout is not None and child.stdout.readline() == "done\n"
         used = cpu_seconds_by_group(group_of)["busy"]
         assert 0.45 <= used < 5.0
