@@ -1,5 +1,6 @@
 """A transaction sent whole (`fetch_in_transaction`) commits all of it, or none of it; an
-explicit one (`explicit_transaction`) commits with a read sent after its COMMIT."""
+explicit one (`explicit_transaction`) commits with a read sent after its COMMIT; a pipeline
+(`pipeline_sent_whole`) sends its statements when it ends."""
 
 from __future__ import annotations
 
@@ -51,10 +52,14 @@ def _explicit(engine: Any) -> Iterator[ExplicitTransaction]:
         yield transaction
 
 
+def _driver_url(engine: Any) -> str:
+    """The engine's database, as a URL psycopg connects to directly."""
+    return str(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+
 def _seen_elsewhere(engine: Any, name: str) -> list[int]:
     """The ids another connection sees (committed ones), while the pool's one is taken."""
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(url) as other:
+    with psycopg.connect(_driver_url(engine)) as other:
         return [row[0] for row in other.execute(f"SELECT id FROM {name} ORDER BY id")]
 
 
@@ -162,8 +167,8 @@ def test_a_pipeline_sends_its_statements_together_when_it_ends(table: Any) -> No
     """Nothing runs while the block queues statements: psycopg's own pipeline would have
     sent the lock at once, and the server would hold it within the half second."""
     engine, _ = table
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    key = 424242
+    url = _driver_url(engine)
+    key = uuid.uuid4().int & 0x7FFFFFFF  # a lock no other test or run takes
     with psycopg.connect(url, autocommit=True) as connection:
         with pipeline_sent_whole(connection):
             connection.execute("SELECT pg_advisory_lock(%s)", (key,))
@@ -176,8 +181,7 @@ def test_a_pipeline_sends_its_statements_together_when_it_ends(table: Any) -> No
 
 def test_a_read_inside_the_pipeline_sends_what_is_queued_first(table: Any) -> None:
     engine, name = table
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(url, autocommit=True) as connection:
+    with psycopg.connect(_driver_url(engine), autocommit=True) as connection:
         with pipeline_sent_whole(connection):
             connection.execute(f"INSERT INTO {name} (id) VALUES (7)")
             cursor = connection.execute(f"SELECT id FROM {name}")
