@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -58,7 +59,7 @@ def _cpu_per_call(before: dict[str, float], after: dict[str, float], calls: int,
 def api_under_load(client: FlowyardClient, env: BenchEnvironment, seconds: float,
                    connections: int = 8) -> list[Row]:
     workflow_id = client.create_workflow("bench api load", chain_document(1))
-    group_of = cluster_group(int(client.base_url.rsplit(":", 1)[1]))
+    group_of = cluster_group(urlsplit(client.base_url).port or 80)
     cpu_before = cpu_seconds_by_group(group_of)
     execute = _load(client, "POST", f"/api/workflows/{workflow_id}/execute", {"input": {}},
                     seconds, connections)
@@ -70,23 +71,23 @@ def api_under_load(client: FlowyardClient, env: BenchEnvironment, seconds: float
     client.wait_finished(instance_id)
     details = _load(client, "GET", f"/api/workflow-instances/{instance_id}/details", None,
                     seconds, connections)
-    rows = []
-    for name, result, target in (("POST /execute", execute, ">= 300 req/s, p99 <= 50 ms"),
-                                 ("GET /details", details, "")):
-        if result["errors"]:
-            raise RuntimeError(f"{name}: {result['errors']} failed requests under load")
-        # How the connections split between the API's processes shows in these counts.
-        print(f"  {name} answers per connection: {result['answers_per_connection']}",
-              flush=True)
-        rows.append(Row(f"4. {name} throughput", result["requests_per_second"], "req/s",
-                        target=target))
-        rows.append(Row(f"4. {name} p99", result["p99_ms"], "ms"))
     cores = os.cpu_count() or 1
     # CPU time is what a CPU-bound machine runs out of: this many calls a second is the
     # most its cores allow, whatever the load looks like.
-    rows.insert(2, Row("4. POST /execute CPU per call, all processes", cpu_per_call, "ms",
-                       target=f"{cores} cores allow {1000 * cores / cpu_per_call:.0f} req/s"))
-    return rows
+    cpu_row = Row("4. POST /execute CPU per call, all processes", cpu_per_call, "ms",
+                  target=f"{cores} cores allow {1000 * cores / cpu_per_call:.0f} req/s")
+    return [*_load_rows("POST /execute", execute, ">= 300 req/s, p99 <= 50 ms"), cpu_row,
+            *_load_rows("GET /details", details, "")]
+
+
+def _load_rows(name: str, result: dict[str, Any], target: str) -> list[Row]:
+    if result["errors"]:
+        raise RuntimeError(f"{name}: {result['errors']} failed requests under load")
+    # How the connections split between the API's processes shows in these counts.
+    print(f"  {name} answers per connection: {result['answers_per_connection']}", flush=True)
+    return [Row(f"4. {name} throughput", result["requests_per_second"], "req/s",
+                target=target),
+            Row(f"4. {name} p99", result["p99_ms"], "ms")]
 
 
 def seed_instances(env: BenchEnvironment, workflow_id: str, count: int) -> None:

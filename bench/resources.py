@@ -20,12 +20,17 @@ def worker_rss_mib(marker: str = "bench") -> float:
     """Sum of VmRSS over `flowyard worker` processes (and their prefork children)."""
     total = 0
     for proc, cmdline in _processes():
-        if "worker" in cmdline and f"-n {marker}" in cmdline:
+        if _is_worker(cmdline, marker):
             try:
                 total += _rss_kib(proc / "status")
             except OSError:
                 continue
     return total / 1024
+
+
+def _is_worker(cmdline: str, marker: str) -> bool:
+    """A `flowyard worker -n <marker>...` process, or one of its prefork children."""
+    return " worker " in cmdline and f"-n {marker}" in cmdline
 
 
 def _processes() -> Iterator[tuple[Path, str]]:
@@ -77,7 +82,7 @@ def cluster_group(api_port: int, marker: str = "bench") -> Callable[[str], str |
             return None
         if f"--port {api_port}" in cmdline and " api " in cmdline:
             return "api"
-        if " worker " in cmdline and f"-n {marker}" in cmdline:
+        if _is_worker(cmdline, marker):
             return "workers"
         if cmdline.rstrip().endswith(" scheduler"):
             return "scheduler"
