@@ -10,14 +10,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from celery import Celery
-from celery.signals import worker_process_init
+from celery import Celery, current_task
+from celery.signals import worker_before_create_process, worker_process_init
 
 from models.settings import Settings
 from worker.broker import transport_for
 from worker.dispatch import queue_of, task_name
+from worker.heap import freeze_startup_heap
 from worker.notifications.tasks import register_notification_tasks
+from worker.orchestrator import execute_step
 from worker.runtime import WorkerRuntime, build_runtime
+from worker.step_run import expected_node
 
 # Redis re-delivers an unacked message after this long; it must exceed the longest step.
 MIN_VISIBILITY_TIMEOUT_SECONDS = 3600
@@ -73,11 +76,6 @@ def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Cel
 def _register_node_task(app: Celery, runtime: WorkerRuntime, type_name: str) -> None:
     def run_node(execution_id: str, node_id: str | None = None,
                  version_id: str | None = None) -> str:
-        from celery import current_task
-
-        from worker.orchestrator import execute_step
-        from worker.step_run import expected_node
-
         task_id = current_task.request.id if current_task else None
         return execute_step(runtime, uuid.UUID(execution_id), task_id,
                             expected_node(type_name, node_id, version_id))
@@ -93,6 +91,14 @@ def _dispose_pool_in_children(runtime: WorkerRuntime) -> None:
         runtime.engine.dispose(close=False)
 
     worker_process_init.connect(dispose, weak=False)
+    # In the parent, just before each pool child is forked: neither the parent's full
+    # collections nor the child's walk the heap both start with (`freeze_startup_heap`).
+    worker_before_create_process.connect(_freeze_before_fork, weak=False,
+                                         dispatch_uid="flowyard.freeze_startup_heap")
+
+
+def _freeze_before_fork(**_: Any) -> None:
+    freeze_startup_heap()
 
 
 def all_queues(runtime: WorkerRuntime) -> list[str]:

@@ -45,6 +45,35 @@ def _gunicorn_application(settings: Settings, options: dict[str, Any]) -> Any:
     return FlowyardAPI()
 
 
+def gunicorn_options(host: str, port: int, processes: int, threads: int,
+                     timeout: int) -> dict[str, Any]:
+    """gunicorn's settings for `flowyard api`."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": processes,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": timeout,
+        "graceful_timeout": 30,
+        "accesslog": "-",
+        "errorlog": "-",
+        "proc_name": "flowyard-api",
+        # Load the app in each worker, after fork: no database pool crosses a fork.
+        "preload_app": False,
+        # Once each worker has built the app: full collections skip its startup heap.
+        "post_worker_init": _freeze_after_load,
+        # gunicorn's control socket lives at one path per user: a second API on the same
+        # machine (another `flowyard up`, a test) would take it over. We do not use it.
+        "control_socket_disable": True,
+    }
+
+
+def _freeze_after_load(_worker: Any) -> None:
+    from worker.heap import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 @click.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -59,22 +88,7 @@ def api(host: str, port: int, processes: int, threads: int, timeout: int) -> Non
     settings = load_settings()
     _require_urls(settings)
     check_secret_keys(settings)
-    options: dict[str, Any] = {
-        "bind": f"{host}:{port}",
-        "workers": processes,
-        "threads": threads,
-        "worker_class": "gthread",
-        "timeout": timeout,
-        "graceful_timeout": 30,
-        "accesslog": "-",
-        "errorlog": "-",
-        "proc_name": "flowyard-api",
-        # Load the app in each worker, after fork: no database pool crosses a fork.
-        "preload_app": False,
-        # gunicorn's control socket lives at one path per user: a second API on the same
-        # machine (another `flowyard up`, a test) would take it over. We do not use it.
-        "control_socket_disable": True,
-    }
+    options = gunicorn_options(host, port, processes, threads, timeout)
     _gunicorn_application(settings, options).run()
 
 
