@@ -69,6 +69,7 @@ def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Cel
     app.conf.task_default_queue = "default"
     register_notification_tasks(app, runtime)
     _dispose_pool_in_children(runtime)
+    _freeze_heap_before_forks()
     app.flowyard_runtime = runtime  # type: ignore[attr-defined]
     return app
 
@@ -91,8 +92,12 @@ def _dispose_pool_in_children(runtime: WorkerRuntime) -> None:
         runtime.engine.dispose(close=False)
 
     worker_process_init.connect(dispose, weak=False)
-    # In the parent, just before each pool child is forked: neither the parent's full
-    # collections nor the child's walk the heap both start with (`freeze_startup_heap`).
+
+
+def _freeze_heap_before_forks() -> None:
+    """In the pool's parent, just before each child is forked: neither the parent's full
+    collections nor the child's walk the heap both start with (`freeze_startup_heap`). A
+    child forked later, to replace one, freezes what the parent holds then too: little."""
     worker_before_create_process.connect(_freeze_before_fork, weak=False,
                                          dispatch_uid="flowyard.freeze_startup_heap")
 
