@@ -93,3 +93,40 @@ def test_metrics_histograms_bucket_durations_and_queue_waits(db_session: Session
     assert grew(f"{wait}_bucket", type="http", le="10.0") == 2
     assert grew(f"{wait}_bucket", type="http", le="+Inf") == 3
     assert grew(f"{wait}_count", type="noop") == 1
+    # Running and pending steps have no duration yet.
+    assert after.get((f"{duration}_count", (("type", "noop"),)), 0.0) == before.get(
+        (f"{duration}_count", (("type", "noop"),)), 0.0)
+
+
+def test_a_value_on_a_bucket_bound_is_in_that_bucket_and_one_above_all_only_in_inf(
+        db_session: Session) -> None:
+    before = _samples(db_session)
+    workflow = Workflow(name="metrics bounds", workflow_data={"nodes": [], "edges": []})
+    db_session.add(workflow)
+    db_session.flush()
+    instance = WorkflowInstance(workflow_id=workflow.id, status="running")
+    db_session.add(instance)
+    db_session.flush()
+    t0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    # (duration ms, queue wait s): on the 0.05 s and 1 s bounds, then past the last (3600 s).
+    for node, duration, wait in (("on", 50, 1.0), ("past", 7_200_000, 7_200.0)):
+        db_session.add(WorkflowExecution(
+            instance_id=instance.id, node_id=node, step_type="bounds", status="completed",
+            duration_ms=duration, queued_at=t0, started_at=t0 + timedelta(seconds=wait)))
+    db_session.flush()
+    after = _samples(db_session)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    duration, wait = "flowyard_step_duration_seconds", "flowyard_step_queue_wait_seconds"
+    assert grew(f"{duration}_bucket", type="bounds", le="0.025") == 0
+    assert grew(f"{duration}_bucket", type="bounds", le="0.05") == 1
+    assert grew(f"{duration}_bucket", type="bounds", le="3600.0") == 1
+    assert grew(f"{duration}_bucket", type="bounds", le="+Inf") == 2
+    assert abs(grew(f"{duration}_sum", type="bounds") - 7200.05) < 1e-6
+    assert grew(f"{wait}_bucket", type="bounds", le="0.5") == 0
+    assert grew(f"{wait}_bucket", type="bounds", le="1.0") == 1
+    assert grew(f"{wait}_bucket", type="bounds", le="3600.0") == 1
+    assert grew(f"{wait}_count", type="bounds") == 2
