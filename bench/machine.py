@@ -8,7 +8,7 @@ took twice as long had half the machine.
 
 from __future__ import annotations
 
-import time
+from bench.scenarios import timed
 
 _PROBE_LOOP = 200_000
 
@@ -26,9 +26,4 @@ def _probe_work() -> int:
 def speed_probe_ms(repeats: int = 7) -> float:
     """The fastest of `repeats` timings of the fixed loop, in ms of wall time: the fastest,
     because anything else running only ever makes a timing longer."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        _probe_work()
-        best = min(best, time.perf_counter() - started)
-    return 1000 * best
+    return 1000 * min(timed(_probe_work, repeats))
