@@ -27,8 +27,9 @@ class WorkflowInstance(Base):
     __tablename__ = "workflow_instances"
 
     id: Mapped[uuid.UUID] = uuid_pk()
+    # Indexed by (workflow_id, created_at), which also serves the cascade from workflows.
     workflow_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("workflows.id", ondelete="CASCADE"), index=True
+        ForeignKey("workflows.id", ondelete="CASCADE")
     )
     status: Mapped[str] = mapped_column(String(50), nullable=False)
     priority: Mapped[str | None] = mapped_column(String(20), server_default="normal")
@@ -54,7 +55,7 @@ class WorkflowInstance(Base):
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The subworkflow step that started this instance, if any.
     parent_execution_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("workflow_executions.id", use_alter=True, ondelete="SET NULL"), index=True
+        ForeignKey("workflow_executions.id", use_alter=True, ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
@@ -62,7 +63,14 @@ class WorkflowInstance(Base):
     __table_args__ = (
         status_check("status", InstanceStatus),
         status_check("priority", Priority, "priority_valid"),
-        UniqueConstraint("workflow_id", "idempotency_key"),
+        # Every write of an instance row writes each index that holds it: an instance
+        # is written three times when it runs (inserted, started, ended). Only rows with a
+        # key or a parent are in these two (migration 3c1f0b9e5d27).
+        Index("uq_workflow_instances_workflow_id_idempotency_key", "workflow_id",
+              "idempotency_key", unique=True,
+              postgresql_where=text("idempotency_key IS NOT NULL")),
+        Index("ix_workflow_instances_parent_execution_id", "parent_execution_id",
+              postgresql_where=text("parent_execution_id IS NOT NULL")),
         Index("ix_workflow_instances_status_created_at", "status", "created_at"),
         Index("ix_workflow_instances_workflow_id_created_at", "workflow_id", "created_at"),
         Index("ix_workflow_instances_created_at", "created_at"),
@@ -75,8 +83,9 @@ class WorkflowExecution(Base):
     __tablename__ = "workflow_executions"
 
     id: Mapped[uuid.UUID] = uuid_pk()
+    # Indexed by (instance_id, node_id), which also serves the cascade from instances.
     instance_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workflow_instances.id", ondelete="CASCADE"), nullable=False, index=True
+        ForeignKey("workflow_instances.id", ondelete="CASCADE"), nullable=False
     )
     node_id: Mapped[str] = mapped_column(String(100), nullable=False)
     step_type: Mapped[str] = mapped_column(String(50), nullable=False)
@@ -107,5 +116,4 @@ class WorkflowExecution(Base):
         status_check("status", StepStatus),
         UniqueConstraint("instance_id", "node_id"),
         Index("ix_workflow_executions_status_run_after", "status", "run_after"),
-        Index("ix_workflow_executions_created_at", "created_at"),
     )
