@@ -50,3 +50,27 @@ def test_the_worker_app_sends_and_receives_through_it(settings: Any) -> None:
                 message.ack()
             assert received == [0, 1, 2]
             queue.queue.delete()
+
+
+def test_a_worker_polls_one_list_per_queue_whatever_a_message_priority(
+        redis_url: str) -> None:
+    """Every message lands in its queue's own list, a priority or not, and a consumer's
+    BRPOP names that list only (kombu's default would name four per queue)."""
+    import redis
+
+    queue_name = f"flowyard-priority-test-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    with Connection(redis_url, transport=TRANSPORT) as connection:
+        with connection.SimpleQueue(queue_name) as queue:
+            queue.put({"n": 1}, priority=9)
+            queue.put({"n": 2})
+            assert client.llen(queue_name) == 2
+            assert client.keys(f"{queue_name}*") == [queue_name.encode()]
+            channel: Any = queue.consumer.channel
+            keys = [channel._q_for_pri(queue_name, step) for step in (0, 3, 6, 9)]
+            assert set(keys) == {queue_name}
+            received = [queue.get(timeout=5) for _ in range(2)]
+            for message in received:
+                message.ack()
+            assert sorted(message.payload["n"] for message in received) == [1, 2]
+            queue.queue.delete()
