@@ -21,9 +21,10 @@ TRANSPORT = "worker.broker:Transport"
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
     # kombu keeps a Redis list per queue and priority step ([0, 3, 6, 9] by default), and a
     # worker's BRPOP, sent again after every message, names each list of each queue it
-    # consumes: 4 x 11 keys, built anew each time. Flowyard never sets a message priority
-    # (instance priority is decided in PostgreSQL, at admission), so every message is in
-    # the first list: one step names only that one (bench/RESULTS.md, item 57).
+    # consumes: 4 x 9 keys for a default worker, built anew each time. Flowyard never sets
+    # a message priority (instance priority is decided in PostgreSQL, at admission), so
+    # every message is in the first list: one step names only that one (bench/RESULTS.md,
+    # item 57).
     priority_steps = [0]
     _shared_client: Any = None
 
