@@ -17,9 +17,9 @@ the key, and a NULL key is never a duplicate of anything) and the parent step of
 sub-workflow child (lookups and the SET NULL action name a step). Most instances have
 neither, and are no longer in those indexes.
 
-Rebuilding those two reads workflow_instances once and blocks writes to it meanwhile
-(0.1 s each for a million narrow rows here); the old key index is dropped in the same transaction,
-so uniqueness holds throughout.
+Rebuilding each of those two reads workflow_instances once and blocks writes to it
+meanwhile (0.1 s each for a million narrow rows here); the old key index is dropped in
+the same transaction, so uniqueness holds throughout.
 
 Revision ID: 3c1f0b9e5d27
 Revises: 85caa7b81647
