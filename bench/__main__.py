@@ -19,12 +19,12 @@ from collections.abc import Callable
 
 from bench import api_scenarios, baseline_runs, scenarios
 from bench.cluster import flowyard_cluster
-from bench.environment import bench_environment, processes, python_command
+from bench.environment import BenchEnvironment, bench_environment, processes, python_command
 from bench.machine import speed_probe_ms
 from bench.resources import worker_rss_mib
 from bench.scenarios import Row
 
-SCENARIOS = ("steps", "latency", "throughput", "rest", "api", "list", "fan", "save")
+SCENARIOS = ("steps", "apicost", "latency", "throughput", "rest", "api", "list", "fan", "save")
 
 
 def _report(rows: list[Row]) -> None:
@@ -43,6 +43,15 @@ def _step_cost_rows(database_url: str, chains: int) -> list[Row]:
     cost = measure(database_url, chains)
     return [Row("0. orchestrator cost per step, in-process (wall)", cost.wall_ms, "ms"),
             Row("0. orchestrator cost per step, in-process (CPU)", cost.cpu_ms, "ms")]
+
+
+def _execute_cost_rows(env: BenchEnvironment, calls: int, runs: int) -> list[Row]:
+    from bench.execute_cost import measure
+
+    print("running apicost ...", flush=True)
+    cost = measure(env.database_url, env.redis_url, calls, runs)
+    return [Row("4. POST /execute CPU per call, API in-process", cost.cpu_ms, "ms"),
+            Row("4. same, PostgreSQL's CPU per call", cost.database_cpu_ms, "ms")]
 
 
 def _header() -> None:
@@ -79,6 +88,10 @@ def main(argv: list[str]) -> int:
         if "steps" in args.only:
             # In this process, before any Flowyard process shares the database.
             rows.extend(_step_cost_rows(env.database_url, 5 if args.smoke else 100))
+        if "apicost" in args.only:
+            # In this process too, before the cluster: its workers would take the messages.
+            rows.extend(_execute_cost_rows(env, 100 if args.smoke else 1000, 1 if args.smoke
+                                           else 5))
         baseline_runs.prepare(env)
         baseline_workers = [python_command("-m", "bench.baseline", env.redis_url,
                                            env.database_url, "2") for _ in range(2)]
