@@ -84,8 +84,9 @@ def _app_and_call(database_url: str, redis_url: str) -> tuple[Callable[[], None]
                "HTTP_AUTHORIZATION": headers["Authorization"], "REMOTE_ADDR": "127.0.0.1"}
     statuses: list[str] = []
 
-    def start_response(status: str, _headers: Any, _exc_info: Any = None) -> None:
+    def start_response(status: str, _headers: Any, _exc_info: Any = None) -> Any:
         statuses.append(status)
+        return lambda _data: None  # WSGI's write(), which Flask never calls
 
     def call() -> None:
         answer = app({**environ, "wsgi.input": io.BytesIO(body)}, start_response)
@@ -142,7 +143,7 @@ def measure(database_url: str, redis_url: str, calls: int, runs: int,
             _end_batch(state, redis_url)
         cpu.append(1000 * spent / calls)
         database.append(1000 * database_spent / calls)
-    if profiler is not None:
+    if profiler is not None and profile_path:
         profiler.dump_stats(profile_path)
     state.session_factory.kw["bind"].dispose()
     return ExecuteCost(calls, median(cpu), median(database))
