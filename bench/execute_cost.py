@@ -36,8 +36,7 @@ from bench.resources import cpu_seconds_by_group
 from bench.stats import median
 
 # The instances of one batch are removed before the next (their steps with them), so the
-# admission count each launch makes stays as small as under load, and the scenarios that
-# run after this one find no steps nobody will run.
+# admission count each launch makes stays as small as under load.
 BATCH = 250
 _END_BATCH = "DELETE FROM workflow_instances WHERE status IN ('pending', 'running')"
 
