@@ -3,10 +3,10 @@ taken out.
 
 Calls the Flask app through its WSGI entry, as gunicorn would, with the real PostgreSQL
 and the real broker: what is left is the API's share of a call (the token lookup, the rate
-limiter, the launch's transaction, `send_task`, Flask and marshmallow). Under load, the
-cluster's CPU per call moves by a fifth between loads a minute apart (RESULTS.md, the
-fourteenth round); this moves by a few percent, so it can tell a change to the API's path
-from the machine's swings. Use it to profile that path too:
+limiter, the launch's transaction, `send_task`, Flask and marshmallow). The repeats of one
+run agree within a few percent; runs minutes apart still move by ~10 % with the machine,
+where the cluster's CPU per call under load moves by ~20 % (RESULTS.md, item 60). Use it
+to profile that path too:
 
     python -m bench.execute_cost DATABASE_URL REDIS_URL [--calls N] [--profile out.prof]
 
@@ -30,6 +30,7 @@ from typing import Any
 
 import redis
 import structlog
+from sqlalchemy import text
 
 from bench.cluster import chain_document
 from bench.resources import cpu_seconds_by_group
@@ -100,8 +101,6 @@ def _app_and_call(database_url: str, redis_url: str) -> tuple[Callable[[], None]
 
 
 def _end_batch(state: Any, redis_url: str) -> None:
-    from sqlalchemy import text
-
     with state.session_factory() as session:
         session.execute(text(_END_BATCH))
         session.commit()
