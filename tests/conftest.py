@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -25,23 +26,36 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh database migrated with `alembic upgrade head`, dropped at the end."""
+@contextmanager
+def _new_database() -> Iterator[str]:
+    """An empty database of its own (`flowyard_test_<random>`), dropped when the block ends."""
     import psycopg
-
-    from migrations import runner
 
     name = f"flowyard_test_{secrets.token_hex(4)}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(POSTGRES_ADMIN_URL, name)
     try:
-        runner.upgrade(url)
-        yield url
+        yield _with_database(POSTGRES_ADMIN_URL, name)
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database migrated with `alembic upgrade head`, dropped at the end."""
+    from migrations import runner
+
+    with _new_database() as url:
+        runner.upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A database of this test's own, with no tables (nothing migrated), dropped after it."""
+    with _new_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 
-import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
 from migrations import runner
-from tests.conftest import POSTGRES_ADMIN_URL, _with_database
 
 SPECIFIED_COLUMNS = {
     "workflows": {"id", "name", "description", "category", "version", "workflow_data",
@@ -73,19 +70,11 @@ def test_single_head() -> None:
     assert len(script.get_heads()) == 1
 
 
-def test_the_latest_migration_downgrades_and_upgrades_again() -> None:
-    name = f"flowyard_test_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(POSTGRES_ADMIN_URL, name)
-    try:
-        runner.upgrade(url)
-        command.downgrade(runner.alembic_config(url), "-1")
-        runner.upgrade(url)
-        runner.check(url)
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def test_the_latest_migration_downgrades_and_upgrades_again(empty_database_url: str) -> None:
+    runner.upgrade(empty_database_url)
+    command.downgrade(runner.alembic_config(empty_database_url), "-1")
+    runner.upgrade(empty_database_url)
+    runner.check(empty_database_url)
 
 
 @pytest.mark.parametrize(("query", "index"), [
