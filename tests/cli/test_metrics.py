@@ -5,10 +5,13 @@ from __future__ import annotations
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from api import metrics
 from api.metrics import make_registry
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.workflow import Workflow
@@ -130,3 +133,24 @@ def test_a_value_on_a_bucket_bound_is_in_that_bucket_and_one_above_all_only_in_i
     assert grew(f"{wait}_bucket", type="bounds", le="1.0") == 1
     assert grew(f"{wait}_bucket", type="bounds", le="3600.0") == 1
     assert grew(f"{wait}_count", type="bounds") == 2
+
+
+def test_step_scans_past_the_timeout_leave_the_step_metrics_out_not_the_scrape(
+        db_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    def scrape() -> dict[str, float]:
+        registry = make_registry(lambda: Session(db_engine), 7)
+        return {sample.name: sample.value
+                for family in text_string_to_metric_families(generate_latest(registry).decode())
+                for sample in family.samples}
+
+    assert scrape()["flowyard_step_metrics_read"] == 1.0
+    # As a table too large to scan within the timeout: the first step scan sleeps past it.
+    monkeypatch.setattr(metrics, "_STATEMENT_TIMEOUT_MS", 300)
+    monkeypatch.setattr(metrics, "_STEPS_SQL",
+                        text("SELECT 'noop', 'completed', 1 FROM pg_sleep(5)"))
+    samples = scrape()
+    assert samples["flowyard_step_metrics_read"] == 0.0
+    assert samples["flowyard_max_concurrent_workflows"] == 7.0
+    assert "flowyard_instances_running" in samples
+    assert not any(name.startswith(("flowyard_steps", "flowyard_step_duration"))
+                   for name in samples)
