@@ -21,7 +21,6 @@ import cProfile
 import io
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ import structlog
 from sqlalchemy import text
 
 from bench.cluster import chain_document
-from bench.resources import cpu_seconds_by_group
+from bench.resources import cpu_seconds_by_group, postgresql_group
 from bench.stats import median
 
 # The instances of one batch are removed before the next (their steps with them), so the
@@ -47,12 +46,6 @@ class ExecuteCost:
     calls: int
     cpu_ms: float  # this process's CPU per call: the API's own
     database_cpu_ms: float  # PostgreSQL's (every server process) per call
-
-
-def _postgresql(cmdline: str) -> str | None:
-    """Every process of the PostgreSQL server, as `bench.resources.cluster_group` counts it."""
-    program = os.path.basename(cmdline.split(" ", 1)[0]).rstrip(":")
-    return "postgresql" if program == "postgres" else None
 
 
 def _app_and_call(database_url: str, redis_url: str) -> tuple[Callable[[], None], Any]:
@@ -126,7 +119,7 @@ def measure(database_url: str, redis_url: str, calls: int, runs: int,
         spent, database_spent, done = 0.0, 0.0, 0
         while done < calls:
             batch = min(BATCH, calls - done)
-            database_before = cpu_seconds_by_group(_postgresql).get("postgresql", 0.0)
+            database_before = cpu_seconds_by_group(postgresql_group).get("postgresql", 0.0)
             started = time.process_time()
             if profiler is not None:
                 profiler.enable()
@@ -135,7 +128,7 @@ def measure(database_url: str, redis_url: str, calls: int, runs: int,
             if profiler is not None:
                 profiler.disable()
             spent += time.process_time() - started
-            database_spent += (cpu_seconds_by_group(_postgresql).get("postgresql", 0.0)
+            database_spent += (cpu_seconds_by_group(postgresql_group).get("postgresql", 0.0)
                                - database_before)
             done += batch
             _end_batch(state, redis_url)

@@ -68,15 +68,25 @@ def cpu_seconds_by_group(group_of: Callable[[str], str | None]) -> dict[str, flo
     return totals
 
 
+def _program(cmdline: str) -> str:
+    """A process's program name, as PostgreSQL's and Redis's processes name themselves too."""
+    return os.path.basename(cmdline.split(" ", 1)[0]).rstrip(":")
+
+
+def postgresql_group(cmdline: str) -> str | None:
+    """"postgresql" for every process of the PostgreSQL server (the server itself, and its
+    processes as they name themselves); None for any other."""
+    return "postgresql" if _program(cmdline) == "postgres" else None
+
+
 def cluster_group(api_port: int, marker: str = "bench") -> Callable[[str], str | None]:
     """Groups for a bench cluster (`bench.cluster.flowyard_cluster`) and the servers it uses:
     the API on `api_port`, the workers named `marker`, the scheduler, PostgreSQL and Redis
     (every process of the machine's servers: the bench has them to itself)."""
     def group_of(cmdline: str) -> str | None:
-        program = os.path.basename(cmdline.split(" ", 1)[0]).rstrip(":")
-        if program == "postgres":  # the server, and its processes as they name themselves
+        if postgresql_group(cmdline) is not None:
             return "postgresql"
-        if program == "redis-server":
+        if _program(cmdline) == "redis-server":
             return "redis"
         if "flowyard" not in cmdline and "api.cli" not in cmdline:
             return None
