@@ -2,8 +2,9 @@
 
 The machine's speed moves by more than half within the hour, and by twice between
 sessions (RESULTS.md, "Machine and conditions"). Every run prints this probe in its header,
-so that absolute numbers from different runs can be set side by side: a run whose probe
-took twice as long had half the machine.
+so that absolute numbers from different runs on one host can be set side by side: a run
+whose probe took twice as long had half the machine. Across hosts it says little: on the
+fourteenth round's host the probe was slower and the baseline chain faster.
 """
 
 from __future__ import annotations
