@@ -105,7 +105,8 @@ def main(argv: list[str]) -> int:
                 "throughput": lambda: scenarios.throughput(client, env, runs,
                                                            10 if args.smoke else 50),
                 "rest": lambda: scenarios.rest_end_to_end(client, runs * 3),
-                "api": lambda: api_scenarios.api_under_load(client, env, 3 if args.smoke else 15),
+                "api": lambda: api_scenarios.api_under_load(client, env, 3 if args.smoke else 15,
+                                                            50 if args.smoke else 300),
                 "list": lambda: api_scenarios.large_instance_list(
                     client, env, 5_000 if args.smoke else 100_000),
                 "fan": lambda: scenarios.fan_out_in(client, (20, 100) if args.smoke

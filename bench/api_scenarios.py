@@ -22,9 +22,11 @@ from bench.stats import median
 
 
 def _load(client: FlowyardClient, method: str, path: str, body: Any, seconds: float,
-          connections: int) -> dict[str, Any]:
+          connections: int, rate: float | None = None) -> dict[str, Any]:
+    """`bench.load` in its own process: a closed loop, or an open one at `rate` a second."""
     command = [sys.executable, "-m", "bench.load", client.base_url, client.token, method, path,
-               json.dumps(body) if body is not None else "-", str(seconds), str(connections)]
+               json.dumps(body) if body is not None else "-", str(seconds), str(connections),
+               *([] if rate is None else [str(rate)])]
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=root)
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
@@ -57,7 +59,10 @@ def _cpu_per_call(before: dict[str, float], after: dict[str, float], calls: int,
 
 
 def api_under_load(client: FlowyardClient, env: BenchEnvironment, seconds: float,
-                   connections: int = 8) -> list[Row]:
+                   fixed_rate: float, connections: int = 8) -> list[Row]:
+    """`POST /execute` as a closed loop of `connections` (the most it answers, and the CPU
+    a call costs), then as an open loop at `fixed_rate` calls a second (how long a call
+    takes at that load); `GET /details` as a closed loop."""
     workflow_id = client.create_workflow("bench api load", chain_document(1))
     group_of = cluster_group(urlsplit(client.base_url).port or 80)
     cpu_before = cpu_seconds_by_group(group_of)
@@ -67,6 +72,10 @@ def api_under_load(client: FlowyardClient, env: BenchEnvironment, seconds: float
     _wait_all_finished(env)
     cpu_per_call = _cpu_per_call(cpu_before, cpu_seconds_by_group(group_of),
                                  max(1, execute["requests"]), execute["cpu_seconds"])
+    # The target read as a rate: at that many calls a second, how long does a call take?
+    at_rate = _load(client, "POST", f"/api/workflows/{workflow_id}/execute", {"input": {}},
+                    seconds, connections=32, rate=fixed_rate)
+    _wait_all_finished(env)
     instance_id = client.execute(workflow_id)
     client.wait_finished(instance_id)
     details = _load(client, "GET", f"/api/workflow-instances/{instance_id}/details", None,
@@ -77,14 +86,26 @@ def api_under_load(client: FlowyardClient, env: BenchEnvironment, seconds: float
     cpu_row = Row("4. POST /execute CPU per call, all processes", cpu_per_call, "ms",
                   target=f"{cores} cores allow {1000 * cores / cpu_per_call:.0f} req/s")
     return [*_load_rows("POST /execute", execute, ">= 300 req/s, p99 <= 50 ms"), cpu_row,
+            *_fixed_rate_rows(f"POST /execute at a fixed {fixed_rate:.0f} req/s", at_rate,
+                              "p99 <= 50 ms"),
             *_load_rows("GET /details", details, "")]
 
 
-def _load_rows(name: str, result: dict[str, Any], target: str) -> list[Row]:
+def _checked(name: str, result: dict[str, Any]) -> None:
     if result["errors"]:
         raise RuntimeError(f"{name}: {result['errors']} failed requests under load")
     # How the connections split between the API's processes shows in these counts.
     print(f"  {name} answers per connection: {result['answers_per_connection']}", flush=True)
+
+
+def _fixed_rate_rows(name: str, result: dict[str, Any], target: str) -> list[Row]:
+    _checked(name, result)
+    return [Row(f"4. {name}, p50 (open loop)", result["p50_ms"], "ms"),
+            Row(f"4. {name}, p99 (open loop)", result["p99_ms"], "ms", target=target)]
+
+
+def _load_rows(name: str, result: dict[str, Any], target: str) -> list[Row]:
+    _checked(name, result)
     return [Row(f"4. {name} throughput", result["requests_per_second"], "req/s",
                 target=target),
             Row(f"4. {name} p99", result["p99_ms"], "ms")]

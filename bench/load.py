@@ -1,11 +1,22 @@
-"""A small closed-loop HTTP load generator, run as its own process by the API scenario.
+"""A small HTTP load generator, run as its own process by the API scenario.
 
-    python -m bench.load URL TOKEN METHOD PATH BODY_JSON SECONDS CONNECTIONS
+    python -m bench.load URL TOKEN METHOD PATH BODY_JSON SECONDS CONNECTIONS [RATE]
 prints one JSON line: requests, errors, requests_per_second, p50_ms, p99_ms,
 answers_per_connection.
 
-Each of CONNECTIONS keep-alive connections sends its next request as soon as the answer
-to its last one is in, as wrk does. One thread drives them all on non-blocking sockets:
+Without RATE it is a closed loop, which finds the most the server answers: each of
+CONNECTIONS keep-alive connections sends its next request as soon as the answer to its
+last one is in, as wrk does. Its latencies are those of a saturated server with
+CONNECTIONS requests always in flight, so by Little's law their mean is CONNECTIONS over
+the rate: they say how many connections queued, not how fast a call is at a given load.
+
+With RATE it is an open loop, as wrk2 is: request i is due RATE-th of a second after
+request i - 1, whatever came back before. A due request goes out on an idle connection
+(the one idle longest), or waits for one, and its latency counts from when it was due:
+a server that stalls is charged for every request the stall held back (no coordinated
+omission). That answers "at this many calls a second, how long does a call take?".
+
+One thread drives all connections on non-blocking sockets:
 the load shares the cores with the system it measures, so it should take as little of
 them as it can (a thread per connection took about three times the CPU per request).
 
@@ -101,6 +112,16 @@ class _Connection:
         del self.buffer[:total]
         return status_of(head), keep_alive
 
+    def receive(self) -> tuple[int, bool] | None:
+        """Read what the socket has; `answer()` of it. Raises OSError or ResponseError
+        for a connection that failed (closed by the server, or an answer unframeable)."""
+        assert self.sock is not None
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("server closed the connection")
+        self.buffer += chunk
+        return self.answer()
+
 
 @dataclass
 class LoadResult:
@@ -155,11 +176,7 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
         for key, _ in events:
             connection = key.data
             try:
-                chunk = connection.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionResetError("server closed the connection")
-                connection.buffer += chunk
-                answered = connection.answer()
+                answered = connection.receive()
             except (OSError, ResponseError):
                 result.latencies.append(time.perf_counter() - connection.sent_at)
                 result.errors += 1
@@ -183,14 +200,91 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
     return result
 
 
+def run_fixed_rate(address: tuple[str, int], request: bytes, seconds: float, rate: float,
+                   connections: int) -> LoadResult:
+    """Open loop: `seconds` x `rate` requests, request i due at i / `rate` seconds in; each
+    latency counted from when its request was due. A due request goes out on the
+    connection idle longest; with none idle, on a new one while fewer than `connections`
+    are open (so they open as the load needs them, one at a time); else it waits."""
+    result = LoadResult()
+    selector = selectors.DefaultSelector()
+    pool: list[_Connection] = []
+    idle: collections.deque[_Connection] = collections.deque()
+    due: collections.deque[float] = collections.deque()  # due times of requests not yet sent
+    total = round(seconds * rate)
+    started = time.perf_counter()
+    scheduled = in_flight = 0
+
+    def reopen(connection: _Connection) -> None:
+        if connection.sock is not None:
+            selector.unregister(connection.sock)
+            connection.sock.close()
+        selector.register(connection.open(), selectors.EVENT_READ, connection)
+
+    def finish(connection: _Connection, failed: bool) -> None:
+        nonlocal in_flight
+        result.latencies.append(time.perf_counter() - connection.sent_at)
+        result.errors += failed
+        in_flight -= 1
+        idle.append(connection)
+
+    while scheduled < total or due or in_flight:
+        now = time.perf_counter()
+        while scheduled < total and started + scheduled / rate <= now:
+            due.append(started + scheduled / rate)
+            scheduled += 1
+        while due and (idle or len(pool) < connections):
+            if idle:
+                connection = idle.popleft()
+            else:
+                connection = _Connection(address)
+                pool.append(connection)
+                reopen(connection)
+            assert connection.sock is not None
+            connection.sent_at = due.popleft()
+            connection.sock.sendall(request)
+            in_flight += 1
+        next_due = started + scheduled / rate - time.perf_counter()
+        timeout = max(0.0, next_due) if scheduled < total else _SILENCE_SECONDS
+        events = selector.select(timeout=timeout)
+        if not events and scheduled >= total and not due:  # the server stopped answering
+            result.errors += in_flight
+            break
+        for key, _ in events:
+            connection = key.data
+            try:
+                answered = connection.receive()
+            except (OSError, ResponseError):
+                reopen(connection)
+                finish(connection, failed=True)
+                continue
+            if answered is None:
+                continue
+            status, keep_alive = answered
+            connection.answers += 1
+            if not keep_alive:
+                reopen(connection)
+            finish(connection, failed=status >= 400)
+    for connection in pool:
+        if connection.sock is not None:
+            connection.sock.close()
+    selector.close()
+    result.answers_per_connection = [connection.answers for connection in pool]
+    return result
+
+
 def main(argv: list[str]) -> None:
-    url, token, method, path, body_json, seconds, connections = argv
+    url, token, method, path, body_json, seconds, connections, *rate = argv
     body = body_json.encode() if body_json != "-" else None
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     request = build_request(host, port, token, method, path, body)
     started = time.monotonic()
-    result = run_load((host, port), request, float(seconds), int(connections))
+    if rate:
+        result = run_fixed_rate((host, port), request, float(seconds), float(rate[0]),
+                                int(connections))
+    else:
+        result = run_load((host, port), request, float(seconds), int(connections))
     elapsed = time.monotonic() - started
     latencies = result.latencies
     print(json.dumps({

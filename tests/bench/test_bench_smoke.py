@@ -22,6 +22,7 @@ def test_bench_smoke_run_reports_every_scenario() -> None:
     for scenario in ("0. orchestrator cost per step", "1. hop latency p50", "2. throughput",
                      "3. REST execute->completed p50", "4. POST /execute throughput",
                      "4. POST /execute CPU per call, all processes",
+                     "4. POST /execute at a fixed 50 req/s, p99 (open loop)",
                      "4. POST /execute CPU per call, API in-process",
                      "4. first page of", "5. fan-out/fan-in", "5. worker RSS",
                      "save 1000 nodes / 5000 edges"):

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from bench.load import ResponseError, build_request, response_length, run_load
+from bench.load import (
+    ResponseError,
+    build_request,
+    response_length,
+    run_fixed_rate,
+    run_load,
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -20,6 +27,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.seen.append((self.path, self.headers["Authorization"], body))
         count = len(self.server.seen)
+        time.sleep(self.server.first_stall if count == 1 else self.server.delay)
         status = 500 if self.server.fail_every and count % self.server.fail_every == 0 else 202
         answer = b'{"status": "running"}'
         self.send_response(status)
@@ -40,6 +48,7 @@ def server() -> Iterator[Any]:
     httpd.seen = []
     httpd.fail_every = 0
     httpd.close_each = False
+    httpd.first_stall = httpd.delay = 0.0
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -51,6 +60,12 @@ def _load(server: Any, seconds: float = 0.5, connections: int = 3) -> Any:
     host, port = server.server_address[:2]
     request = build_request(host, port, "secret", "POST", "/api/x/execute", b'{"input": {}}')
     return run_load((host, port), request, seconds, connections)
+
+
+def _fixed_rate(server: Any, seconds: float, rate: float, connections: int) -> Any:
+    host, port = server.server_address[:2]
+    request = build_request(host, port, "secret", "POST", "/api/x/execute", b'{"input": {}}')
+    return run_fixed_rate((host, port), request, seconds, rate, connections)
 
 
 def test_every_answer_is_one_request_counted_once(server: Any) -> None:
@@ -93,3 +108,42 @@ def test_response_length_reads_the_header_block() -> None:
 def test_answers_it_cannot_frame_are_refused(head: bytes) -> None:
     with pytest.raises(ResponseError):
         response_length(head)
+
+
+def test_a_fixed_rate_sends_every_due_request_once(server: Any) -> None:
+    server.fail_every = 5
+    result = _fixed_rate(server, seconds=0.5, rate=60, connections=4)
+    assert len(server.seen) == len(result.latencies) == 30
+    assert result.errors == 6
+    assert sum(result.answers_per_connection) == 30
+
+
+def test_a_stall_is_charged_to_every_request_it_held_back(server: Any) -> None:
+    # One connection, a request due every 20 ms, the first answer 300 ms late: those due
+    # meanwhile wait for the connection, and wait from when they were due. Ten of them
+    # were due before 200 ms, so at least ten latencies reach 100 ms (a closed loop
+    # would report the one slow answer).
+    server.first_stall = 0.3
+    result = _fixed_rate(server, seconds=0.5, rate=50, connections=1)
+    assert result.errors == 0
+    assert len(result.latencies) == 25
+    assert sum(latency >= 0.1 for latency in result.latencies) >= 10
+    assert max(result.latencies) >= 0.3
+
+
+def test_connections_open_as_the_load_needs_them(server: Any) -> None:
+    # A request due every 100 ms and answered at once needs one connection, not five.
+    assert len(_fixed_rate(server, seconds=0.5, rate=10, connections=5)
+               .answers_per_connection) <= 2
+    # Answers that take 100 ms, due every 10 ms: every connection allowed opens.
+    server.delay = 0.1
+    busy = _fixed_rate(server, seconds=0.3, rate=100, connections=3)
+    assert len(busy.answers_per_connection) == 3
+    assert busy.errors == 0 and len(busy.latencies) == 30
+
+
+def test_a_fixed_rate_reopens_a_connection_the_server_closes(server: Any) -> None:
+    server.close_each = True
+    result = _fixed_rate(server, seconds=0.5, rate=40, connections=2)
+    assert result.errors == 0
+    assert len(result.latencies) == len(server.seen) == 20
