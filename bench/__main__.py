@@ -83,6 +83,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--smoke", action="store_true", help="few iterations, for CI")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--rates", nargs="+", type=float, metavar="RATE",
+                        help="the rates (calls a second) of the API scenario's open-loop "
+                             "POST /execute loads (default: 300, the target; 50 with --smoke)")
     args = parser.parse_args(argv)
     runs = 2 if args.smoke else 7
     _header()
@@ -106,7 +109,8 @@ def main(argv: list[str]) -> int:
                                                            10 if args.smoke else 50),
                 "rest": lambda: scenarios.rest_end_to_end(client, runs * 3),
                 "api": lambda: api_scenarios.api_under_load(client, env, 3 if args.smoke else 15,
-                                                            50 if args.smoke else 300),
+                                                            args.rates or ([50] if args.smoke
+                                                                           else [300])),
                 "list": lambda: api_scenarios.large_instance_list(
                     client, env, 5_000 if args.smoke else 100_000),
                 "fan": lambda: scenarios.fan_out_in(client, (20, 100) if args.smoke
