@@ -35,6 +35,7 @@ import selectors
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -130,6 +131,21 @@ class LoadResult:
     answers_per_connection: list[int] = field(default_factory=list)
 
 
+def _answers(events: list[tuple[selectors.SelectorKey, int]]
+             ) -> Iterator[tuple[_Connection, tuple[int, bool] | None]]:
+    """Each readable connection with its complete answer (status, keep-alive), or with
+    None when it failed; one whose answer is still partial is left out."""
+    for key, _ in events:
+        connection = key.data
+        try:
+            answered = connection.receive()
+        except (OSError, ResponseError):
+            yield connection, None
+            continue
+        if answered is not None:
+            yield connection, answered
+
+
 def run_load(address: tuple[str, int], request: bytes, seconds: float,
              connections: int) -> LoadResult:
     result = LoadResult()
@@ -173,17 +189,12 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
         if not events:  # the server stopped answering: what is still out failed
             result.errors += open_count
             break
-        for key, _ in events:
-            connection = key.data
-            try:
-                answered = connection.receive()
-            except (OSError, ResponseError):
+        for connection, answered in _answers(events):
+            if answered is None:
                 result.latencies.append(time.perf_counter() - connection.sent_at)
                 result.errors += 1
                 if not next_request(connection, keep_alive=False):
                     open_count -= 1
-                continue
-            if answered is None:
                 continue
             status, keep_alive = answered
             result.latencies.append(time.perf_counter() - connection.sent_at)
@@ -250,15 +261,10 @@ def run_fixed_rate(address: tuple[str, int], request: bytes, seconds: float, rat
         if not events and scheduled >= total and not due:  # the server stopped answering
             result.errors += in_flight
             break
-        for key, _ in events:
-            connection = key.data
-            try:
-                answered = connection.receive()
-            except (OSError, ResponseError):
+        for connection, answered in _answers(events):
+            if answered is None:
                 reopen(connection)
                 finish(connection, failed=True)
-                continue
-            if answered is None:
                 continue
             status, keep_alive = answered
             connection.answers += 1
