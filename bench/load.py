@@ -10,7 +10,7 @@ last one is in, as wrk does. Its latencies are those of a saturated server with
 CONNECTIONS requests always in flight, so by Little's law their mean is CONNECTIONS over
 the rate: they say how many connections queued, not how fast a call is at a given load.
 
-With RATE it is an open loop, as wrk2 is: request i is due RATE-th of a second after
+With RATE it is an open loop, as wrk2 is: request i is due 1 / RATE seconds after
 request i - 1, whatever came back before. A due request goes out on an idle connection
 (the one idle longest), or waits for one, and its latency counts from when it was due:
 a server that stalls is charged for every request the stall held back (no coordinated
@@ -258,8 +258,8 @@ def run_fixed_rate(address: tuple[str, int], request: bytes, seconds: float, rat
         next_due = started + scheduled / rate - time.perf_counter()
         timeout = max(0.0, next_due) if scheduled < total else _SILENCE_SECONDS
         events = selector.select(timeout=timeout)
-        if not events and scheduled >= total and not due:  # the server stopped answering
-            result.errors += in_flight
+        if not events and scheduled >= total:  # the server stopped answering
+            result.errors += in_flight + len(due)  # what is out, and what never went
             break
         for connection, answered in _answers(events):
             if answered is None:

@@ -147,3 +147,14 @@ def test_a_fixed_rate_reopens_a_connection_the_server_closes(server: Any) -> Non
     result = _fixed_rate(server, seconds=0.5, rate=40, connections=2)
     assert result.errors == 0
     assert len(result.latencies) == len(server.seen) == 20
+
+
+def test_a_fixed_rate_gives_up_on_a_silent_server(server: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The only connection's answer never comes in time, and three more requests wait for
+    # it: all four fail once the server has been silent too long, and the load ends.
+    monkeypatch.setattr("bench.load._SILENCE_SECONDS", 0.3)
+    server.first_stall = 3.0
+    result = _fixed_rate(server, seconds=0.2, rate=20, connections=1)
+    assert result.errors == 4
+    assert result.latencies == []
