@@ -131,6 +131,19 @@ class LoadResult:
     answers_per_connection: list[int] = field(default_factory=list)
 
 
+def _close(selector: selectors.BaseSelector, connection: _Connection) -> None:
+    if connection.sock is not None:
+        selector.unregister(connection.sock)
+        connection.sock.close()
+        connection.sock = None
+
+
+def _reopen(selector: selectors.BaseSelector, connection: _Connection) -> None:
+    """Close the connection's socket, if any, and watch a new one for answers."""
+    _close(selector, connection)
+    selector.register(connection.open(), selectors.EVENT_READ, connection)
+
+
 def _answers(events: list[tuple[selectors.SelectorKey, int]]
              ) -> Iterator[tuple[_Connection, tuple[int, bool] | None]]:
     """Each readable connection with its complete answer (status, keep-alive), or with
@@ -158,21 +171,14 @@ def run_load(address: tuple[str, int], request: bytes, seconds: float,
         # A request of a few hundred bytes fits an empty socket buffer whole.
         connection.sock.sendall(request)
 
-    def close(connection: _Connection) -> None:
-        if connection.sock is not None:
-            selector.unregister(connection.sock)
-            connection.sock.close()
-            connection.sock = None
-
     def restart(connection: _Connection) -> None:
-        close(connection)
-        selector.register(connection.open(), selectors.EVENT_READ, connection)
+        _reopen(selector, connection)
         send(connection)
 
     def next_request(connection: _Connection, keep_alive: bool) -> bool:
         """Send the connection's next request; False, with it closed, once time is up."""
         if time.monotonic() >= stop_at:
-            close(connection)
+            _close(selector, connection)
             return False
         if keep_alive:
             send(connection)
@@ -226,12 +232,6 @@ def run_fixed_rate(address: tuple[str, int], request: bytes, seconds: float, rat
     started = time.perf_counter()
     scheduled = in_flight = 0
 
-    def reopen(connection: _Connection) -> None:
-        if connection.sock is not None:
-            selector.unregister(connection.sock)
-            connection.sock.close()
-        selector.register(connection.open(), selectors.EVENT_READ, connection)
-
     def finish(connection: _Connection, failed: bool) -> None:
         nonlocal in_flight
         result.latencies.append(time.perf_counter() - connection.sent_at)
@@ -250,7 +250,7 @@ def run_fixed_rate(address: tuple[str, int], request: bytes, seconds: float, rat
             else:
                 connection = _Connection(address)
                 pool.append(connection)
-                reopen(connection)
+                _reopen(selector, connection)
             assert connection.sock is not None
             connection.sent_at = due.popleft()
             connection.sock.sendall(request)
@@ -263,17 +263,16 @@ def run_fixed_rate(address: tuple[str, int], request: bytes, seconds: float, rat
             break
         for connection, answered in _answers(events):
             if answered is None:
-                reopen(connection)
+                _reopen(selector, connection)
                 finish(connection, failed=True)
                 continue
             status, keep_alive = answered
             connection.answers += 1
             if not keep_alive:
-                reopen(connection)
+                _reopen(selector, connection)
             finish(connection, failed=status >= 400)
     for connection in pool:
-        if connection.sock is not None:
-            connection.sock.close()
+        _close(selector, connection)
     selector.close()
     result.answers_per_connection = [connection.answers for connection in pool]
     return result
