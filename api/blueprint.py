@@ -12,6 +12,7 @@ from typing import Any
 
 import flask
 import flask_smorest
+from flask_smorest.utils import resolve_schema_instance
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -70,3 +71,12 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
     """Use this instead of `flask_smorest.Blueprint` for every /api resource."""
 
     ARGUMENTS_PARSER = StrictParser()
+
+    def arguments(self, schema: Any, **kwargs: Any) -> Any:
+        """flask-smorest's, with a schema class made an instance once, here.
+
+        Given a class, webargs builds an instance for every request (its fields bound
+        again each time). A marshmallow 4 schema keeps no state between loads, so one
+        instance serves every request and thread, as the response schemas already do.
+        """
+        return super().arguments(resolve_schema_instance(schema), **kwargs)
