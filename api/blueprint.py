@@ -2,7 +2,8 @@
 
 webargs ignores unknown query parameters by default; ours makes each location follow its
 schema's `unknown` (RAISE in every input schema), so a misspelt filter is a 422, not silently
-ignored. Must not carry routes itself.
+ignored. An argument schema is one instance per endpoint, not one per request. Must not
+carry routes itself.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class CountedSchema(Schema):
 
 
 @pytest.fixture
-def app() -> Flask:
+def things_app() -> Flask:
     CountedSchema.built = 0
     app = Flask(__name__)
     app.config.update(API_TITLE="t", API_VERSION="1", OPENAPI_VERSION="3.0.3")
@@ -45,8 +45,8 @@ def app() -> Flask:
     return app
 
 
-def test_a_schema_class_is_built_once_not_per_request(app: Flask) -> None:
-    client = app.test_client()
+def test_a_schema_class_is_built_once_not_per_request(things_app: Flask) -> None:
+    client = things_app.test_client()
     built_at_start = CountedSchema.built
     for name in ("a", "b", "c"):
         answer = client.post("/api/things", json={"name": name})
@@ -56,8 +56,8 @@ def test_a_schema_class_is_built_once_not_per_request(app: Flask) -> None:
     assert CountedSchema.built == 1
 
 
-def test_the_shared_instance_still_refuses_bad_bodies(app: Flask) -> None:
-    client = app.test_client()
+def test_the_shared_instance_still_refuses_bad_bodies(things_app: Flask) -> None:
+    client = things_app.test_client()
     unknown = client.post("/api/things", json={"name": "a", "extra": 1})
     assert unknown.status_code == 422
     assert "extra" in unknown.get_data(as_text=True)
