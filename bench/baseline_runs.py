@@ -10,6 +10,7 @@ import psycopg
 
 from bench.baseline import TABLE_DDL, make_baseline_app
 from bench.environment import BenchEnvironment
+from bench.resources import CpuWindow
 from bench.stats import HopSample
 
 POLL_SECONDS = 0.005
@@ -44,13 +45,19 @@ def _timestamps(env: BenchEnvironment, run_id: str) -> dict[int, list[datetime]]
     return chains
 
 
-def run_chains(env: BenchEnvironment, chains: int, hops: int, timeout: float = 120.0) -> HopSample:
-    """Start `chains` chains of `hops` hops at once and wait until every hop is recorded."""
+def run_chains(env: BenchEnvironment, chains: int, hops: int, timeout: float = 120.0,
+               cpu: CpuWindow | None = None) -> HopSample:
+    """Start `chains` chains of `hops` hops at once and wait until every hop is recorded;
+    `cpu`, if given, is open from the first start until then."""
     app = make_baseline_app(env.redis_url, env.database_url)
     run_id = uuid.uuid4().hex
+    if cpu is not None:
+        cpu.start()
     started = time.monotonic()
     for chain in range(chains):
         app.send_task("bench.hop", args=[run_id, chain, 1, hops], queue="bench_baseline")
     _wait_for_rows(env, run_id, chains * hops, started + timeout)
     elapsed = time.monotonic() - started
+    if cpu is not None:
+        cpu.stop()
     return HopSample.from_chains(list(_timestamps(env, run_id).values()), elapsed)

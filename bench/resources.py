@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -68,6 +69,25 @@ def cpu_seconds_by_group(group_of: Callable[[str], str | None]) -> dict[str, flo
     return totals
 
 
+@dataclass
+class CpuWindow:
+    """The CPU seconds the processes of `group_of`'s groups spend between each `start()` and
+    `stop()`, all groups together; one entry in `spent` per window."""
+
+    group_of: Callable[[str], str | None]
+    spent: list[float] = field(default_factory=list)
+    _before: float = field(default=0.0, init=False, repr=False)
+
+    def _now(self) -> float:
+        return sum(cpu_seconds_by_group(self.group_of).values())
+
+    def start(self) -> None:
+        self._before = self._now()
+
+    def stop(self) -> None:
+        self.spent.append(self._now() - self._before)
+
+
 def _program(cmdline: str) -> str:
     """A process's program name, as PostgreSQL's and Redis's processes name themselves too."""
     return os.path.basename(cmdline.split(" ", 1)[0]).rstrip(":")
@@ -79,15 +99,31 @@ def postgresql_group(cmdline: str) -> str | None:
     return "postgresql" if _program(cmdline) == "postgres" else None
 
 
+def _server_group(cmdline: str) -> str | None:
+    """"postgresql" or "redis" for the processes of the machine's servers (the bench has
+    them to itself); None for any other."""
+    if postgresql_group(cmdline) is not None:
+        return "postgresql"
+    return "redis" if _program(cmdline) == "redis-server" else None
+
+
+def baseline_group(cmdline: str) -> str | None:
+    """Groups for the baseline's workers (`python -m bench.baseline`, and their prefork
+    children) and the servers they use."""
+    server = _server_group(cmdline)
+    if server is not None:
+        return server
+    return "baseline" if " -m bench.baseline " in cmdline else None
+
+
 def cluster_group(api_port: int, marker: str = "bench") -> Callable[[str], str | None]:
     """Groups for a bench cluster (`bench.cluster.flowyard_cluster`) and the servers it uses:
     the API on `api_port`, the workers named `marker`, the scheduler, PostgreSQL and Redis
     (every process of the machine's servers: the bench has them to itself)."""
     def group_of(cmdline: str) -> str | None:
-        if postgresql_group(cmdline) is not None:
-            return "postgresql"
-        if _program(cmdline) == "redis-server":
-            return "redis"
+        server = _server_group(cmdline)
+        if server is not None:
+            return server
         if "flowyard" not in cmdline and "api.cli" not in cmdline:
             return None
         if f"--port {api_port}" in cmdline and " api " in cmdline:

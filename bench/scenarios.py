@@ -7,13 +7,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import psycopg
 
 from bench import baseline_runs
 from bench.cluster import FlowyardClient, chain_document, fan_document
 from bench.environment import BenchEnvironment
+from bench.resources import CpuWindow, baseline_group, cluster_group
 from bench.stats import HopSample, median, percentile
+
+CPU_PER_STEP = "2. CPU per step, all processes"
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class Row:
     def ratio(self) -> float | None:
         if self.baseline in (None, 0):
             return None
-        return self.value / self.baseline  # type: ignore[operator]
+        return self.value / self.baseline
 
 
 def _completed_stamps(client: FlowyardClient, instance_id: str) -> list[datetime]:
@@ -38,19 +42,25 @@ def _completed_stamps(client: FlowyardClient, instance_id: str) -> list[datetime
 
 
 def flowyard_chains(client: FlowyardClient, env: BenchEnvironment, workflow_id: str,
-                    count: int, timeout: float = 300.0) -> HopSample:
-    """Start `count` instances through the API at once and wait for all to end.
+                    count: int, timeout: float = 300.0,
+                    cpu: CpuWindow | None = None) -> HopSample:
+    """Start `count` instances through the API at once and wait for all to end; `cpu`, if
+    given, is open from the first start until then.
 
     Completion is observed in PostgreSQL (one cheap query every 5 ms), exactly as the
     baseline's hops are: polling the API from 16 threads would spend the machine's two cores
     on the observer instead of the workers being measured. Hop gaps come from the steps'
     completion stamps, read through the API once everything ended.
     """
+    if cpu is not None:
+        cpu.start()
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
         ids = list(pool.map(lambda _: client.execute(workflow_id), range(count)))
     wait_ended(env, ids, started + timeout)
     elapsed = time.monotonic() - started
+    if cpu is not None:
+        cpu.stop()
     failed = [f["id"] for f in (client.get(f"/api/workflow-instances/{i}") for i in ids)
               if f["status"] != "completed"]
     if failed:
@@ -100,12 +110,26 @@ def hop_latency(client: FlowyardClient, env: BenchEnvironment, runs: int) -> lis
 
 def throughput(client: FlowyardClient, env: BenchEnvironment, runs: int,
                concurrent: int = 50) -> list[Row]:
+    """Steps a second, and the CPU time a step costs all the processes that take part
+    (Flowyard's: API, workers, scheduler, PostgreSQL, Redis; the baseline's: its workers,
+    PostgreSQL, Redis). Both sides keep the cores busy here, so the CPU per step compares
+    the work each does for a step, on any host; the baseline's is one bare hop's."""
     workflow_id = client.create_workflow("bench throughput", chain_document(10))
-    ours, base = alternating(lambda: flowyard_chains(client, env, workflow_id, concurrent),
-                             lambda: baseline_runs.run_chains(env, concurrent, 10), runs)
+    ours_cpu = CpuWindow(cluster_group(urlsplit(client.base_url).port or 80))
+    base_cpu = CpuWindow(baseline_group)
+    ours, base = alternating(
+        lambda: flowyard_chains(client, env, workflow_id, concurrent, cpu=ours_cpu),
+        lambda: baseline_runs.run_chains(env, concurrent, 10, cpu=base_cpu), runs)
     return [Row(f"2. throughput, {concurrent} x 10-node",
                 median([s.steps_per_second for s in ours]), "steps/s",
-                median([s.steps_per_second for s in base]), ">= 0.5x baseline")]
+                median([s.steps_per_second for s in base]), ">= 0.5x baseline"),
+            Row(CPU_PER_STEP, _cpu_ms_per_step(ours, ours_cpu), "ms",
+                _cpu_ms_per_step(base, base_cpu), "(report)")]
+
+
+def _cpu_ms_per_step(samples: list[HopSample], cpu: CpuWindow) -> float:
+    return median([1000 * spent / sample.steps
+                   for sample, spent in zip(samples, cpu.spent, strict=True)])
 
 
 def rest_end_to_end(client: FlowyardClient, runs: int) -> list[Row]:

@@ -20,8 +20,10 @@ def test_bench_smoke_run_reports_every_scenario() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "machine speed probe:" in result.stdout.splitlines()[1]
     for scenario in ("0. orchestrator cost per step", "1. hop latency p50", "2. throughput",
+                     "2. CPU per step, all processes",
                      "3. REST execute->completed p50", "4. POST /execute throughput",
                      "4. POST /execute CPU per call, all processes",
+                     "4. POST /execute CPU per call, in bare hops",
                      "4. POST /execute at a fixed 50 req/s, p99 (open loop)",
                      "4. POST /execute CPU per call, API in-process",
                      "4. first page of", "5. fan-out/fan-in", "5. worker RSS",
