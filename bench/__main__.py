@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
                     for row in produced:
                         print(f"  {row.scenario}: {row.value:.2f} {row.unit}", flush=True)
                     rows.extend(produced)
-            rows.extend(api_scenarios.execute_cpu_in_bare_hops(rows))
+            rows = api_scenarios.with_execute_cpu_in_bare_hops(rows)
             rows.append(Row("5. worker RSS (all worker processes)", worker_rss_mib(), "MiB"))
     _report(rows)
     if "save" in args.only:
