@@ -112,8 +112,8 @@ def throughput(client: FlowyardClient, env: BenchEnvironment, runs: int,
                concurrent: int = 50) -> list[Row]:
     """Steps a second, and the CPU time a step costs all the processes that take part
     (Flowyard's: API, workers, scheduler, PostgreSQL, Redis; the baseline's: its workers,
-    PostgreSQL, Redis). Both sides keep the cores busy here, so the CPU per step compares
-    the work each does for a step, on any host; the baseline's is one bare hop's."""
+    PostgreSQL, Redis). A slower host slows both sides alike, so the CPU per step compares
+    the work each does for a step whatever the host; the baseline's is one bare hop's."""
     workflow_id = client.create_workflow("bench throughput", chain_document(10))
     ours_cpu = CpuWindow(cluster_group(urlsplit(client.base_url).port or 80))
     base_cpu = CpuWindow(baseline_group)
