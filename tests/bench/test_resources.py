@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from bench.resources import CpuWindow, baseline_group, cluster_group, cpu_seconds_by_group
 
@@ -26,29 +28,40 @@ def test_a_cluster_names_its_own_processes_and_the_servers_it_uses() -> None:
     assert group_of("/usr/bin/python3 -m bench.baseline redis://x postgresql://y 2 ") is None
 
 
-def test_a_group_counts_the_cpu_time_its_live_processes_used() -> None:
+@contextmanager
+def _busy_child(seconds: float) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A child process that burns `seconds` of CPU for each line it reads, then prints
+    "done"; and a marker found only in its command line."""
     marker = f"busy-{uuid.uuid4().hex}"
     busy = ("import sys, time\n"
-            "end = time.process_time() + 0.5\n"
-            "while time.process_time() < end: pass\n"
-            "print('done', flush=True)\n"
-            "sys.stdin.read()\n")
+            "for _ in sys.stdin:\n"
+            f"    end = time.process_time() + {seconds}\n"
+            "    while time.process_time() < end: pass\n"
+            "    print('done', flush=True)\n")
     child = subprocess.Popen([sys.executable, "-c", busy, marker], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
-    def group_of(cmdline: str) -> str | None:
-        return "busy" if marker in cmdline else None
-
     try:
-        deadline = time.monotonic() + 30
-        while "busy" not in cpu_seconds_by_group(group_of):
-            assert time.monotonic() < deadline, "the child never showed up in /proc"
-            time.sleep(0.01)
-        assert child.stdout is not None and child.stdout.readline() == "done\n"
-        used = cpu_seconds_by_group(group_of)["busy"]
-        assert 0.45 <= used < 5.0
+        yield child, marker
     finally:
         child.kill()
         child.wait()
+
+
+def _burn_once(child: subprocess.Popen[str]) -> None:
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write("burn\n")
+    child.stdin.flush()
+    assert child.stdout.readline() == "done\n"
+
+
+def test_a_group_counts_the_cpu_time_its_live_processes_used() -> None:
+    with _busy_child(0.5) as (child, marker):
+        def group_of(cmdline: str) -> str | None:
+            return "busy" if marker in cmdline else None
+
+        _burn_once(child)
+        used = cpu_seconds_by_group(group_of)["busy"]
+        assert 0.45 <= used < 5.0
 
 
 def test_the_baseline_names_its_workers_and_the_servers_it_uses() -> None:
@@ -63,29 +76,14 @@ def test_the_baseline_names_its_workers_and_the_servers_it_uses() -> None:
 
 
 def test_a_cpu_window_counts_only_what_its_groups_spend_while_open() -> None:
-    marker = f"busy-{uuid.uuid4().hex}"
-    # Burns 0.3 s of CPU for every line it reads, then says so.
-    busy = ("import sys, time\n"
-            "for _ in sys.stdin:\n"
-            "    end = time.process_time() + 0.3\n"
-            "    while time.process_time() < end: pass\n"
-            "    print('done', flush=True)\n")
-    child = subprocess.Popen([sys.executable, "-c", busy, marker], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-    assert child.stdin is not None and child.stdout is not None
-    window = CpuWindow(lambda cmdline: "busy" if marker in cmdline else None)
-    try:
+    with _busy_child(0.3) as (child, marker):
+        window = CpuWindow(lambda cmdline: "busy" if marker in cmdline else None)
         window.start()
-        child.stdin.write("burn\n")
-        child.stdin.flush()
-        assert child.stdout.readline() == "done\n"
+        _burn_once(child)
         window.stop()
         window.start()
         time.sleep(0.3)  # the child idles, waiting for a line
         window.stop()
-    finally:
-        child.kill()
-        child.wait()
     busy_window, idle_window = window.spent
     assert 0.25 <= busy_window < 5.0
     assert idle_window < 0.1
