@@ -18,6 +18,7 @@ from api.auth import init_auth
 from api.blueprint import Blueprint as ApiBlueprint
 from api.context import AppState, install_state
 from api.errors import ErrorEnvelopeSchema, register_error_handlers
+from api.metrics import init_metrics
 from api.ratelimit import init_rate_limits
 from api.security_headers import init_security_headers
 from engine.nodetypes import BUILTIN_NODE_TYPES, NodeType
@@ -100,12 +101,15 @@ def default_node_types() -> dict[str, NodeType]:
 
 def create_app(settings: Settings, *, session_factory: sessionmaker[Session] | None = None,
                celery_app: Any | None = None,
-               node_types: Mapping[str, NodeType] | None = None) -> Flask:
+               node_types: Mapping[str, NodeType] | None = None,
+               metrics_dir: str | None = None) -> Flask:
     """Build the API app.
 
     `session_factory` defaults to one on a new engine for `settings.database_url`;
     `celery_app` is what endpoints that start work dispatch through (None: no dispatch);
-    `node_types` defaults to `default_node_types()`.
+    `node_types` defaults to `default_node_types()`; `metrics_dir` is the directory of
+    prometheus-client's multiprocess mode, when several processes serve this app
+    (`api.http_metrics`).
     """
     if session_factory is None:
         from models.db import make_engine, make_session_factory
@@ -127,4 +131,5 @@ def create_app(settings: Settings, *, session_factory: sessionmaker[Session] | N
     init_rate_limits(app, settings.redis_url, settings.rate_limit_per_minute)
     init_security_headers(app)
     register_error_handlers(app)
+    init_metrics(app, session_factory, settings.max_concurrent_workflows, metrics_dir)
     return app

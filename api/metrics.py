@@ -1,4 +1,5 @@
-"""The API's Prometheus `/metrics`: workflow-side numbers read from PostgreSQL at scrape time.
+"""The API's Prometheus `/metrics`: workflow-side numbers read from PostgreSQL at scrape time,
+beside the API's own HTTP metrics (api/http_metrics.py).
 
 Workers run in other processes (or pods), so the API cannot count their work in memory; a
 custom collector asks the database instead, with a statement timeout so a scrape can never
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Flask, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,6 +21,8 @@ from psycopg.errors import QueryCanceled
 from sqlalchemy import TextClause, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+
+from api.http_metrics import init_http_metrics, make_http_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -165,16 +168,22 @@ def make_registry(session: Callable[[], AbstractContextManager[Session]],
     return registry
 
 
+def init_metrics(app: Flask, session: Callable[[], AbstractContextManager[Session]],
+                 max_concurrent_workflows: int, multiprocess_dir: str | None) -> None:
+    """Serve /metrics from the database's numbers and this API's HTTP metrics
+    (`api.http_metrics`; summed over processes through `multiprocess_dir`, if given).
+
+    Call once every other request hook is installed.
+    """
+    registry = make_registry(session, max_concurrent_workflows)
+    init_http_metrics(app, make_http_metrics(registry, multiprocess_dir))
+    app.extensions[_REGISTRY_KEY] = registry
+
+
 blp = Blueprint("metrics", __name__)
 
 
 @blp.get("/metrics")
 def metrics() -> Response:
-    registry = current_app.extensions.get(_REGISTRY_KEY)
-    if registry is None:
-        from api.context import app_state
-
-        state = app_state()
-        registry = make_registry(state.session_factory, state.settings.max_concurrent_workflows)
-        current_app.extensions[_REGISTRY_KEY] = registry
+    registry: CollectorRegistry = current_app.extensions[_REGISTRY_KEY]
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

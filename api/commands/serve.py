@@ -7,6 +7,10 @@ anything else (that is `flowyard up`).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -24,8 +28,10 @@ def _require_urls(settings: Settings) -> None:
         raise click.ClickException(f"configuration error: {error}") from None
 
 
-def _gunicorn_application(settings: Settings, options: dict[str, Any]) -> Any:
-    """A gunicorn application that builds the Flask app from `settings` in each worker."""
+def _gunicorn_application(settings: Settings, options: dict[str, Any],
+                          metrics_dir: str | None = None) -> Any:
+    """A gunicorn application that builds the Flask app from `settings` in each worker
+    (their HTTP metrics summed through `metrics_dir`, see `_multiprocess_metrics`)."""
     from gunicorn.app.base import BaseApplication
 
     class FlowyardAPI(BaseApplication):  # type: ignore[misc]
@@ -40,7 +46,8 @@ def _gunicorn_application(settings: Settings, options: dict[str, Any]) -> Any:
             from worker.celery_app import make_celery
 
             # The API only sends step ids to the broker; it never runs tasks itself.
-            return create_app(settings, celery_app=make_celery(settings))
+            return create_app(settings, celery_app=make_celery(settings),
+                              metrics_dir=metrics_dir)
 
     return FlowyardAPI()
 
@@ -74,6 +81,27 @@ def _freeze_after_load(_worker: Any) -> None:
     freeze_startup_heap()
 
 
+@contextmanager
+def _multiprocess_metrics() -> Iterator[str]:
+    """A new, empty directory for prometheus-client's multiprocess mode, for one run.
+
+    Every gunicorn process writes its HTTP metrics there and a scrape of any of them sums
+    them all. prometheus-client picks its mode from PROMETHEUS_MULTIPROC_DIR when it is
+    first imported, which is in each process after the fork (the app is built there, and
+    this process never imports it). A directory left from an earlier run would add that
+    run's counts, so each run makes its own (in the pod, /tmp is a memory-backed emptyDir)
+    and removes it at exit. gunicorn's `child_exit` needs no `mark_process_dead`: that is
+    for live gauges, and these are counters and histograms, which keep a stopped process's
+    counts, as they should.
+    """
+    path = tempfile.mkdtemp(prefix="flowyard-api-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @click.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -89,7 +117,8 @@ def api(host: str, port: int, processes: int, threads: int, timeout: int) -> Non
     _require_urls(settings)
     check_secret_keys(settings)
     options = gunicorn_options(host, port, processes, threads, timeout)
-    _gunicorn_application(settings, options).run()
+    with _multiprocess_metrics() as metrics_dir:
+        _gunicorn_application(settings, options, metrics_dir).run()
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

@@ -1,0 +1,60 @@
+"""`flowyard api` under gunicorn: a scrape of any process reports every process's requests."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.cli.processes import clean_env, flowyard, free_port, http_ok, started, tail, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+ROUND = 40  # /healthz calls per round, each on a connection of its own
+
+
+def _healthz_count(url: str) -> float:
+    # A new connection each time, so the scrapes too land on either process.
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return sum(sample.value
+               for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == "flowyard_http_requests_total"
+               and sample.labels["route"] == "/healthz")
+
+
+def _processes_that_counted(metrics_dir: Path) -> set[str]:
+    return {path.stem.rsplit("_", 1)[1] for path in metrics_dir.glob("counter_*.db")}
+
+
+def test_requests_served_by_two_processes_are_summed_in_every_scrape(
+        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    log = tmp_path / "api.log"
+    env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url, TMPDIR=str(temp))
+    url = f"http://127.0.0.1:{port}"
+    with started(flowyard("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                          "--threads", "2"), env, log) as api:
+        wait_for(lambda: http_ok(f"{url}/readyz"), 120, "the API's /readyz", alive=api)
+        metrics_dir = next(temp.glob("flowyard-api-metrics-*"))
+        sent = 0
+        # The premise: both processes answered some of the calls. Which one accepts a new
+        # connection is the kernel's choice, so send rounds until both have.
+        for _ in range(10):
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(
+                    lambda _: requests.get(f"{url}/healthz", timeout=10).status_code,
+                    range(ROUND)))
+            assert answers == [200] * ROUND
+            sent += ROUND
+            if len(_processes_that_counted(metrics_dir)) >= 2:
+                break
+        assert len(_processes_that_counted(metrics_dir)) >= 2, tail(log)
+        assert [_healthz_count(url) for _ in range(6)] == [sent] * 6
+    assert api.returncode == 0, tail(log)
+    assert not metrics_dir.exists(), "the run's metrics directory was left behind"
