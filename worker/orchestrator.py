@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from kombu.exceptions import OperationalError as BrokerUnreachable
 from sqlalchemy.orm import Session
 
 from engine.backoff import retry_delay_seconds
@@ -275,23 +276,21 @@ def _advance(session: Executor, runtime: WorkerRuntime, instance: Any,
 
 
 def apply_after_commit(runtime: WorkerRuntime, after: AfterCommit) -> None:
-    """Send what the committed transaction decided; free slots go to pending instances."""
-    from worker.dispatch import send_steps, step_timeouts
+    """Send what the committed transaction decided; free slots go to pending instances.
 
+    Steps a broker that cannot be reached refused are logged, not raised: the reconciler
+    sends them later.
+    """
     refs = after.dispatch + [ref for ref, _ in after.countdown]
     if refs and runtime.celery is not None:
-        timeouts = {ref.id: ref.timeout_seconds for ref in refs
-                    if ref.timeout_seconds is not None}
-        unknown = [ref for ref in refs if ref.timeout_seconds is None]
-        if unknown:
-            with runtime.session_factory() as session:
-                timeouts.update(step_timeouts(session, runtime.graphs, runtime.settings,
-                                              unknown))
-        send_steps(runtime.celery, runtime.node_types, after.dispatch, timeouts)
-        for ref, delay in after.countdown:
-            # Arrive just after run_after (database clock), or the claim would refuse it.
-            send_steps(runtime.celery, runtime.node_types, [ref], timeouts,
-                       countdown=delay + COUNTDOWN_MARGIN_SECONDS)
+        try:
+            _send(runtime, after, refs)
+        except BrokerUnreachable as error:
+            # Committed, so nothing is lost: the reconciler re-sends pending steps no worker
+            # claimed (`redispatch_unclaimed`). The work that decided them stands, and an
+            # API call that did it answers as done, not with an error a client would retry.
+            log.warning("dispatch.broker_unreachable", steps=len(refs), error=str(error),
+                        resent_by="the reconciler, after twice the step lease")
     if after.instance_ended:
         from worker.admission import admit_and_dispatch, admit_if_waiting
 
@@ -299,6 +298,21 @@ def apply_after_commit(runtime: WorkerRuntime, after: AfterCommit) -> None:
             admit_if_waiting(runtime)
         elif after.pass_needed:
             admit_and_dispatch(runtime)
+
+
+def _send(runtime: WorkerRuntime, after: AfterCommit, refs: list[StepRef]) -> None:
+    from worker.dispatch import send_steps, step_timeouts
+
+    timeouts = {ref.id: ref.timeout_seconds for ref in refs if ref.timeout_seconds is not None}
+    unknown = [ref for ref in refs if ref.timeout_seconds is None]
+    if unknown:
+        with runtime.session_factory() as session:
+            timeouts.update(step_timeouts(session, runtime.graphs, runtime.settings, unknown))
+    send_steps(runtime.celery, runtime.node_types, after.dispatch, timeouts)
+    for ref, delay in after.countdown:
+        # Arrive just after run_after (database clock), or the claim would refuse it.
+        send_steps(runtime.celery, runtime.node_types, [ref], timeouts,
+                   countdown=delay + COUNTDOWN_MARGIN_SECONDS)
 
 
 def finish_waiting_step(

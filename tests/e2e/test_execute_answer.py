@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
-from tests.e2e.helpers import edge, instance_row, make_workflow, node
+from tests.cli.processes import free_port
+from tests.e2e.helpers import edge, instance_row, make_workflow, node, steps
 from tests.worker.helpers import refuse_calls
 
 SHOWN = ("status", "started_at", "deadline_at", "paused_at", "updated_at", "progress",
@@ -37,7 +39,8 @@ def made(runtime: Any) -> Iterator[list[uuid.UUID]]:
 
 @pytest.fixture
 def api_for(runtime: Any) -> Iterator[Any]:
-    """A test client of an app with the given settings, and an operator's headers."""
+    """A test client of an app with the given settings (and Celery app, if not the
+    runtime's), and an operator's headers."""
     from api.app import create_app
     from api.auth import issue_token
     from models.security import ApiToken, AuditLogEntry
@@ -48,9 +51,9 @@ def api_for(runtime: Any) -> Iterator[Any]:
         session.commit()
     headers = {"Authorization": f"Bearer {token}"}
 
-    def make(settings: Any) -> tuple[Any, dict[str, str]]:
+    def make(settings: Any, celery_app: Any = None) -> tuple[Any, dict[str, str]]:
         app = create_app(settings, session_factory=runtime.session_factory,
-                         celery_app=runtime.celery)
+                         celery_app=celery_app or runtime.celery)
         return app.test_client(), headers
 
     yield make
@@ -264,3 +267,46 @@ def test_a_launch_s_audit_row_is_written_once_on_either_path(
     assert (refused_row.outcome, refused_row.status_code, refused_row.resource_type,
             refused_row.resource_id, refused_row.details) == (
         "failure", 409, "workflows", str(workflow_id), None)
+
+
+@LAUNCHES
+def test_a_launch_the_broker_cannot_take_is_accepted_and_sent_later(
+        e2e_settings: Any, runtime: Any, api_for: Any, made: Any, launch: str) -> None:
+    """The instance and its first step are committed before the send: with the broker
+    down, the call still answers 202 (a 500 would have the client start it twice), the
+    audit row says what the call did, and the reconciler sends the step later."""
+    import redis
+
+    from models.instance import WorkflowExecution
+    from models.security import AuditLogEntry
+    from worker.celery_app import make_celery
+    from worker.reconciler import redispatch_unclaimed
+
+    # Nothing listens there: a port just taken and given back, on loopback.
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    client, headers = api_for(e2e_settings, make_celery(e2e_settings.replace(
+        broker_url=unreachable)))
+    # "later": the first call takes the general path and the second the one-round-trip one;
+    # both meet the unreachable broker.
+    answer, stored = _execute_again_and_read(client, headers, _chain(runtime, made), launch)
+    assert answer["status"] == "running"
+    assert _shown(answer) == _shown(stored)
+    instance_id = uuid.UUID(answer["id"])
+    first = steps(runtime, instance_id)["a"]
+    assert first.status == "pending"
+    with runtime.session_factory() as session:
+        audited = session.execute(select(AuditLogEntry.outcome, AuditLogEntry.status_code)
+                                  .where(AuditLogEntry.resource_id == str(instance_id))).all()
+        assert [tuple(row) for row in audited] == [("success", 202)]
+        # As if two step leases had passed since the send that failed.
+        session.execute(update(WorkflowExecution).where(WorkflowExecution.id == first.id)
+                        .values(dispatched_at=func.now() - timedelta(hours=1)))
+        session.commit()
+    queue = redis.Redis.from_url(e2e_settings.celery_broker_url)
+
+    def messages_for_the_step() -> int:
+        return sum(str(first.id).encode() in message for message in queue.lrange("noop", 0, -1))
+
+    assert messages_for_the_step() == 0
+    assert redispatch_unclaimed(runtime) >= 1
+    assert messages_for_the_step() == 1, "the reconciler did not send the step"
