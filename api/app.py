@@ -21,6 +21,7 @@ from api.errors import ErrorEnvelopeSchema, register_error_handlers
 from api.metrics import init_metrics
 from api.ratelimit import init_rate_limits
 from api.security_headers import init_security_headers
+from api.stream_slots import init_stream_slots
 from engine.nodetypes import BUILTIN_NODE_TYPES, NodeType
 from models.settings import Settings
 
@@ -102,14 +103,15 @@ def default_node_types() -> dict[str, NodeType]:
 def create_app(settings: Settings, *, session_factory: sessionmaker[Session] | None = None,
                celery_app: Any | None = None,
                node_types: Mapping[str, NodeType] | None = None,
-               metrics_dir: str | None = None) -> Flask:
+               metrics_dir: str | None = None, event_streams: int | None = None) -> Flask:
     """Build the API app.
 
     `session_factory` defaults to one on a new engine for `settings.database_url`;
     `celery_app` is what endpoints that start work dispatch through (None: no dispatch);
     `node_types` defaults to `default_node_types()`; `metrics_dir` is the directory of
     prometheus-client's multiprocess mode, when several processes serve this app
-    (`api.http_metrics`).
+    (`api.http_metrics`); `event_streams` caps the live event streams open at once (None:
+    uncapped, for an app no threaded server serves; `api.stream_slots`).
     """
     if session_factory is None:
         from models.db import make_engine, make_session_factory
@@ -130,6 +132,7 @@ def create_app(settings: Settings, *, session_factory: sessionmaker[Session] | N
     init_audit(app)
     init_rate_limits(app, settings.redis_url, settings.rate_limit_per_minute)
     init_security_headers(app)
+    init_stream_slots(app, event_streams)
     register_error_handlers(app)
     init_metrics(app, session_factory, settings.max_concurrent_workflows, metrics_dir)
     return app

@@ -68,6 +68,10 @@ class ServiceUnavailableError(ApiError):
     status, code, default_message = 503, "unavailable", "a dependency is unavailable"
 
 
+class StreamLimitError(ServiceUnavailableError):
+    code, default_message = "too_many_streams", "every event stream slot is taken"
+
+
 # Codes for HTTP errors raised by Flask/Werkzeug/webargs rather than by our code.
 _HTTP_CODES = {
     400: "bad_request",

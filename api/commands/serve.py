@@ -29,9 +29,10 @@ def _require_urls(settings: Settings) -> None:
 
 
 def _gunicorn_application(settings: Settings, options: dict[str, Any],
-                          metrics_dir: str | None = None) -> Any:
+                          metrics_dir: str | None, event_streams: int) -> Any:
     """A gunicorn application that builds the Flask app from `settings` in each worker
-    (their HTTP metrics summed through `metrics_dir`, see `_multiprocess_metrics`)."""
+    (their HTTP metrics summed through `metrics_dir`, see `_multiprocess_metrics`; at most
+    `event_streams` live event streams each, see `gunicorn_options`)."""
     from gunicorn.app.base import BaseApplication
 
     class FlowyardAPI(BaseApplication):  # type: ignore[misc]
@@ -47,18 +48,23 @@ def _gunicorn_application(settings: Settings, options: dict[str, Any],
 
             # The API only sends step ids to the broker; it never runs tasks itself.
             return create_app(settings, celery_app=make_celery(settings),
-                              metrics_dir=metrics_dir)
+                              metrics_dir=metrics_dir, event_streams=event_streams)
 
     return FlowyardAPI()
 
 
 def gunicorn_options(host: str, port: int, processes: int, threads: int,
-                     timeout: int) -> dict[str, Any]:
-    """gunicorn's settings for `flowyard api`."""
+                     timeout: int, event_streams: int) -> dict[str, Any]:
+    """gunicorn's settings for `flowyard api`.
+
+    An open event stream holds a thread while it lasts, so each process has a thread per
+    stream slot beside its `threads` for requests: with every slot taken, requests still
+    find theirs (`api.stream_slots` refuses a stream beyond the slots).
+    """
     return {
         "bind": f"{host}:{port}",
         "workers": processes,
-        "threads": threads,
+        "threads": threads + event_streams,
         "worker_class": "gthread",
         "timeout": timeout,
         "graceful_timeout": 30,
@@ -108,17 +114,21 @@ def _multiprocess_metrics() -> Iterator[str]:
 @click.option("--workers", "processes", default=2, show_default=True, type=click.IntRange(1),
               help="gunicorn worker processes.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1),
-              help="Threads per worker process (server-sent events hold one each).")
+              help="Request threads per worker process.")
+@click.option("--event-streams", default=8, show_default=True, type=click.IntRange(0),
+              help="Live event streams (GET .../events) per worker process, each on a thread "
+                   "of its own beside --threads; one more is answered 503.")
 @click.option("--timeout", default=60, show_default=True, type=click.IntRange(1),
               help="Seconds before a silent gunicorn worker is restarted.")
-def api(host: str, port: int, processes: int, threads: int, timeout: int) -> None:
+def api(host: str, port: int, processes: int, threads: int, event_streams: int,
+        timeout: int) -> None:
     """Run the REST API under gunicorn (a production WSGI server)."""
     settings = load_settings()
     _require_urls(settings)
     check_secret_keys(settings)
-    options = gunicorn_options(host, port, processes, threads, timeout)
+    options = gunicorn_options(host, port, processes, threads, timeout, event_streams)
     with _multiprocess_metrics() as metrics_dir:
-        _gunicorn_application(settings, options, metrics_dir).run()
+        _gunicorn_application(settings, options, metrics_dir, event_streams).run()
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

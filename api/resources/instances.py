@@ -36,6 +36,7 @@ from api.schemas.instances import (
     InstanceListArgsSchema,
     InstanceSchema,
 )
+from api.stream_slots import take_stream_slot
 from models.approval import WorkflowApproval, WorkflowNotification
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import StartedInstance, steps_of
@@ -59,6 +60,10 @@ blp = Blueprint("instances", __name__, url_prefix="/api",
 # Server-sent events: how often the stream polls the database, and how long it may stay open.
 EVENT_POLL_SECONDS = 0.5
 EVENT_STREAM_MAX_SECONDS = 3600.0
+# A stream with nothing new writes a comment this often. A watcher that went away is only
+# noticed when a write to it fails: without these, its stream would hold its slot and thread
+# until the instance ends (api.stream_slots). Proxies keep such a connection open, too.
+EVENT_HEARTBEAT_SECONDS = 5.0
 _FINAL = ("completed", "failed", "cancelled")
 
 
@@ -224,6 +229,7 @@ def event_stream(factory: Any, instance_id: uuid.UUID) -> Iterator[str]:
     """`status` events whenever the instance or a step changes; ends when it is final."""
     last: dict[str, Any] | None = None
     deadline = time.monotonic() + EVENT_STREAM_MAX_SECONDS
+    last_write = time.monotonic()
     while time.monotonic() < deadline:
         with factory() as session:
             current = _snapshot(session, instance_id)
@@ -231,7 +237,10 @@ def event_stream(factory: Any, instance_id: uuid.UUID) -> Iterator[str]:
             return
         if current != last:
             yield f"event: status\ndata: {json.dumps(current)}\n\n"
-            last = current
+            last, last_write = current, time.monotonic()
+        elif time.monotonic() - last_write >= EVENT_HEARTBEAT_SECONDS:
+            yield ": keep-alive\n\n"  # a comment: clients ignore it
+            last_write = time.monotonic()
         if current["status"] in _FINAL:
             yield f"event: end\ndata: {json.dumps({'status': current['status']})}\n\n"
             return
@@ -241,14 +250,29 @@ def event_stream(factory: Any, instance_id: uuid.UUID) -> Iterator[str]:
 @blp.route("/workflow-instances/<uuid:instance_id>/events")
 class InstanceEvents(MethodView):
     @require_role("viewer")
-    @blp.doc(responses={200: {"description": "text/event-stream of `status` events"}})
+    @blp.doc(responses={
+        200: {"description": "text/event-stream of `status` events"},
+        503: {"description": "`too_many_streams`: this API process holds as many live "
+                             "streams as it may (`Retry-After`)"}})
     def get(self, instance_id: uuid.UUID) -> Response:
-        """Server-sent events: one `status` event per change, `end` when the instance ends."""
+        """Server-sent events: one `status` event per change, `end` when the instance ends.
+
+        503 (`too_many_streams`) when this API process holds as many streams as it may.
+        """
         get_instance(request_session(), instance_id)
-        factory = app_state().session_factory
-        return Response(stream_with_context(event_stream(factory, instance_id)),
-                        mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        give_back = take_stream_slot()
+        try:
+            response = Response(stream_with_context(event_stream(app_state().session_factory,
+                                                                 instance_id)),
+                                mimetype="text/event-stream",
+                                headers={"Cache-Control": "no-cache",
+                                         "X-Accel-Buffering": "no"})
+        except BaseException:
+            give_back()
+            raise
+        # The server closes the body when the stream ends, fails to write or is cut short.
+        response.call_on_close(give_back)
+        return response
 
 
 def _control(action: str, instance_id: uuid.UUID) -> WorkflowInstance:

@@ -42,6 +42,21 @@ def free_port() -> int:
         return port
 
 
+def admin_token(database_url: str) -> str:
+    """A new admin token in the database at `database_url` (as `flowyard token create`)."""
+    from api.auth import issue_token
+    from models.db import make_engine, make_session_factory, transaction
+    from models.settings import Settings
+
+    engine = make_engine(Settings(database_url=database_url), pool_size=1, max_overflow=0)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            _, token = issue_token(session, name="cli-test", roles=["admin"])
+    finally:
+        engine.dispose()
+    return token
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str,
              alive: subprocess.Popen[bytes] | None = None) -> Any:
     """Poll `check` until it returns something truthy; fail after `timeout` seconds."""

@@ -18,6 +18,7 @@ import requests
 from tests.cli.processes import (
     EXAMPLES,
     REPO,
+    admin_token,
     clean_env,
     flowyard,
     free_port,
@@ -30,20 +31,6 @@ from tests.cli.processes import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def _admin_token(database_url: str) -> str:
-    from api.auth import issue_token
-    from models.db import make_engine, make_session_factory, transaction
-    from models.settings import Settings
-
-    engine = make_engine(Settings(database_url=database_url), pool_size=1, max_overflow=0)
-    try:
-        with transaction(make_session_factory(engine)) as session:
-            _, token = issue_token(session, name="cli-test", roles=["admin"])
-    finally:
-        engine.dispose()
-    return token
-
-
 def test_api_two_workers_and_scheduler_complete_a_workflow(
         tmp_path: Path, database_url: str, redis_url: str) -> None:
     env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url,
@@ -51,7 +38,7 @@ def test_api_two_workers_and_scheduler_complete_a_workflow(
     port = free_port()
     api_log, scheduler_log = tmp_path / "api.log", tmp_path / "scheduler.log"
     worker_logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
-    token = _admin_token(database_url)
+    token = admin_token(database_url)
     with (
         started(flowyard("api", "--host", "127.0.0.1", "--port", str(port)), env,
                 api_log) as api,

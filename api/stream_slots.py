@@ -1,0 +1,65 @@
+"""A cap on the server-sent event streams one API process holds open at once.
+
+Under gunicorn's threaded workers an open stream holds a thread for as long as it lasts (up
+to an hour). Uncapped, as many watchers as a process has threads would leave it none for any
+other request, its health probes included. `flowyard api` gives each process its request
+threads plus one thread per stream slot (`--event-streams`), and a stream asked for when
+every slot is taken is refused at once. Must not block: a caller gets a slot now or an error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from flask import Flask, current_app
+
+from api.errors import StreamLimitError
+
+_EXTENSION_KEY = "flowyard.stream_slots"
+# What a refused client is told to wait; streams last minutes, so not less.
+RETRY_AFTER_SECONDS = 10
+
+
+class StreamSlots:
+    """`limit` slots, taken without waiting."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = threading.BoundedSemaphore(limit) if limit > 0 else None
+
+    def take(self) -> Callable[[], None]:
+        """A slot, as the function that gives it back (calls after the first do nothing).
+
+        Raises: StreamLimitError, when every slot is taken.
+        """
+        if self._free is None or not self._free.acquire(blocking=False):
+            raise StreamLimitError(
+                f"this API process already holds its {self.limit} live event streams; retry "
+                f"in {RETRY_AFTER_SECONDS} s, or poll GET /api/workflow-instances/<id>",
+                details={"event_streams": self.limit},
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        free, given_back = self._free, threading.Lock()
+
+        def give_back() -> None:
+            if given_back.acquire(blocking=False):
+                free.release()
+
+        return give_back
+
+
+def init_stream_slots(app: Flask, limit: int | None) -> None:
+    """Cap the app's open event streams at `limit`; None leaves them uncapped (an app no
+    threaded server serves, such as a test client's)."""
+    if limit is not None:
+        app.extensions[_EXTENSION_KEY] = StreamSlots(limit)
+
+
+def take_stream_slot() -> Callable[[], None]:
+    """A slot of the current app's (see `StreamSlots.take`); a no-op when uncapped."""
+    slots: StreamSlots | None = current_app.extensions.get(_EXTENSION_KEY)
+    return slots.take() if slots is not None else _nothing
+
+
+def _nothing() -> None:
+    return None

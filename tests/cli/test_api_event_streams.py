@@ -1,0 +1,124 @@
+"""`flowyard api` under gunicorn: open event streams never take the threads requests need.
+
+Each open stream holds a gunicorn thread. Before streams had slots of their own, as many
+watchers as the API had threads left it answering nothing else, its health probes included.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.cli.processes import (
+    admin_token,
+    clean_env,
+    flowyard,
+    free_port,
+    http_ok,
+    started,
+    tail,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+ANSWER_SECONDS = 10  # a request the API can serve answers well within this
+
+
+class _Api:
+    def __init__(self, port: int, token: str) -> None:
+        self.port, self.token = port, token
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=ANSWER_SECONDS)
+
+    def call(self, method: str, path: str, body: object = None) -> tuple[int, dict[str, object]]:
+        connection = self.connect()
+        try:
+            connection.request(method, path, body=None if body is None else json.dumps(body),
+                               headers={"Authorization": f"Bearer {self.token}",
+                                        "Content-Type": "application/json"})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read() or b"{}")
+        finally:
+            connection.close()
+
+    def open_stream(self, instance_id: str) -> tuple[http.client.HTTPConnection,
+                                                     http.client.HTTPResponse]:
+        """A stream's connection and answer; a 200's first event read, the body of any other."""
+        connection = self.connect()
+        connection.request("GET", f"/api/workflow-instances/{instance_id}/events",
+                           headers={"Authorization": f"Bearer {self.token}"})
+        response = connection.getresponse()
+        if response.status == 200:
+            assert response.readline().startswith(b"event: status")
+        return connection, response
+
+
+@contextmanager
+def _streams_held(api: _Api, instance_id: str, count: int) -> Iterator[
+        list[http.client.HTTPConnection]]:
+    opened = []
+    try:
+        for _ in range(count):
+            connection, response = api.open_stream(instance_id)
+            opened.append(connection)
+            assert response.status == 200
+        yield opened
+    finally:
+        for connection in opened:
+            connection.close()
+
+
+def test_streams_beyond_their_slots_are_refused_and_requests_are_still_answered(
+        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    port = free_port()
+    log = tmp_path / "api.log"
+    env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url)
+    api = _Api(port, admin_token(database_url))
+    # One process with one request thread: the smallest API, the easiest to starve.
+    with started(flowyard("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                          "--threads", "1", "--event-streams", "2"), env, log) as process:
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 120, "the API's /readyz",
+                 alive=process)
+        status, workflow = api.call("POST", "/api/workflows", {
+            "name": "watched", "workflow_data": {"nodes": [
+                {"id": "a", "type": "noop", "position": {"x": 0, "y": 0}, "data": {}}],
+                "edges": []}})
+        assert status == 201, workflow
+        # No worker runs here: the instance stays running, so its streams stay open.
+        status, instance = api.call("POST", f"/api/workflows/{workflow['id']}/execute",
+                                    {"input": {}})
+        assert status == 202, instance
+        instance_id = str(instance["id"])
+        with _streams_held(api, instance_id, 2) as held:
+            connection, refused = api.open_stream(instance_id)
+            body = json.loads(refused.read())
+            connection.close()
+            assert refused.status == 503, tail(log)
+            assert refused.getheader("Retry-After") == "10"
+            assert body["error"]["code"] == "too_many_streams"
+            # Every slot taken, and the API still answers everything else.
+            assert http_ok(f"http://127.0.0.1:{port}/healthz"), tail(log)
+            status, read = api.call("GET", f"/api/workflow-instances/{instance_id}")
+            assert status == 200 and read["status"] in ("pending", "running")
+            # A watcher that goes away frees its slot once the stream's heartbeat finds
+            # the connection closed: within two heartbeats.
+            held[0].close()
+            wait_for(lambda: _stream_accepted(api, instance_id), 60,
+                     "a slot freed by a closed stream")
+
+
+def _stream_accepted(api: _Api, instance_id: str) -> bool:
+    connection, response = api.open_stream(instance_id)
+    connection.close()
+    if response.status == 200:
+        return True
+    time.sleep(0.5)
+    return False
