@@ -32,8 +32,10 @@ def _gunicorn_application(settings: Settings, options: dict[str, Any],
                           metrics_dir: str | None, event_streams: int) -> Any:
     """A gunicorn application that builds the Flask app from `settings` in each worker
     (their HTTP metrics summed through `metrics_dir`, see `_multiprocess_metrics`; at most
-    `event_streams` live event streams each, see `gunicorn_options`)."""
+    `event_streams` of its threads serving live event streams, see `api.stream_slots`)."""
     from gunicorn.app.base import BaseApplication
+
+    threads = int(options["threads"])
 
     class FlowyardAPI(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -44,27 +46,29 @@ def _gunicorn_application(settings: Settings, options: dict[str, Any],
 
         def load(self) -> Any:
             from api.app import create_app
+            from models.db import make_engine, make_session_factory
             from worker.celery_app import make_celery
 
+            # A serving thread may hold its autocommit connection (api.context) and a
+            # session's at once: room for both in every thread, or a busy process waits
+            # on its own pool.
+            engine = make_engine(settings, pool_size=max(5, threads),
+                                 max_overflow=max(10, threads))
             # The API only sends step ids to the broker; it never runs tasks itself.
-            return create_app(settings, celery_app=make_celery(settings),
-                              metrics_dir=metrics_dir, event_streams=event_streams)
+            return create_app(settings, session_factory=make_session_factory(engine),
+                              celery_app=make_celery(settings), metrics_dir=metrics_dir,
+                              event_streams=event_streams)
 
     return FlowyardAPI()
 
 
 def gunicorn_options(host: str, port: int, processes: int, threads: int,
-                     timeout: int, event_streams: int) -> dict[str, Any]:
-    """gunicorn's settings for `flowyard api`.
-
-    An open event stream holds a thread while it lasts, so each process has a thread per
-    stream slot beside its `threads` for requests: with every slot taken, requests still
-    find theirs (`api.stream_slots` refuses a stream beyond the slots).
-    """
+                     timeout: int) -> dict[str, Any]:
+    """gunicorn's settings for `flowyard api`."""
     return {
         "bind": f"{host}:{port}",
         "workers": processes,
-        "threads": threads + event_streams,
+        "threads": threads,
         "worker_class": "gthread",
         "timeout": timeout,
         "graceful_timeout": 30,
@@ -114,19 +118,27 @@ def _multiprocess_metrics() -> Iterator[str]:
 @click.option("--workers", "processes", default=2, show_default=True, type=click.IntRange(1),
               help="gunicorn worker processes.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1),
-              help="Request threads per worker process.")
-@click.option("--event-streams", default=8, show_default=True, type=click.IntRange(0),
-              help="Live event streams (GET .../events) per worker process, each on a thread "
-                   "of its own beside --threads; one more is answered 503.")
+              help="Threads per worker process.")
+@click.option("--event-streams", type=click.IntRange(0),
+              help="Of each process's threads, how many may serve live event streams (GET "
+                   ".../events) at once; one more is answered 503. Below --threads, so "
+                   "requests always have a thread.  [default: half of --threads]")
 @click.option("--timeout", default=60, show_default=True, type=click.IntRange(1),
               help="Seconds before a silent gunicorn worker is restarted.")
-def api(host: str, port: int, processes: int, threads: int, event_streams: int,
+def api(host: str, port: int, processes: int, threads: int, event_streams: int | None,
         timeout: int) -> None:
     """Run the REST API under gunicorn (a production WSGI server)."""
+    if event_streams is None:
+        event_streams = threads // 2
+    elif event_streams >= threads:
+        # An open stream holds its thread while it lasts (up to an hour): with every thread
+        # streaming, nothing else would be answered, health probes included.
+        raise click.UsageError(f"--event-streams ({event_streams}) must be below --threads "
+                               f"({threads}), so requests always have a thread")
     settings = load_settings()
     _require_urls(settings)
     check_secret_keys(settings)
-    options = gunicorn_options(host, port, processes, threads, timeout, event_streams)
+    options = gunicorn_options(host, port, processes, threads, timeout)
     with _multiprocess_metrics() as metrics_dir:
         _gunicorn_application(settings, options, metrics_dir, event_streams).run()
 

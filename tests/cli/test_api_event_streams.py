@@ -1,6 +1,6 @@
-"""`flowyard api` under gunicorn: open event streams never take the threads requests need.
+"""`flowyard api` under gunicorn: open event streams never take every thread.
 
-Each open stream holds a gunicorn thread. Before streams had slots of their own, as many
+Each open stream holds a gunicorn thread while it lasts. Before streams were capped, as many
 watchers as the API had threads left it answering nothing else, its health probes included.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,9 +83,9 @@ def test_streams_beyond_their_slots_are_refused_and_requests_are_still_answered(
     log = tmp_path / "api.log"
     env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url)
     api = _Api(port, admin_token(database_url))
-    # One process with one request thread: the smallest API, the easiest to starve.
+    # One process of three threads, two of which may stream: easy to starve.
     with started(flowyard("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                          "--threads", "1", "--event-streams", "2"), env, log) as process:
+                          "--threads", "3", "--event-streams", "2"), env, log) as process:
         wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 120, "the API's /readyz",
                  alive=process)
         status, workflow = api.call("POST", "/api/workflows", {
@@ -99,9 +100,9 @@ def test_streams_beyond_their_slots_are_refused_and_requests_are_still_answered(
         instance_id = str(instance["id"])
         with _streams_held(api, instance_id, 2) as held:
             connection, refused = api.open_stream(instance_id)
+            assert refused.status == 503, tail(log)  # before reading: a stream never ends
             body = json.loads(refused.read())
             connection.close()
-            assert refused.status == 503, tail(log)
             assert refused.getheader("Retry-After") == "10"
             assert body["error"]["code"] == "too_many_streams"
             # Every slot taken, and the API still answers everything else.
@@ -122,3 +123,10 @@ def _stream_accepted(api: _Api, instance_id: str) -> bool:
         return True
     time.sleep(0.5)
     return False
+
+
+def test_event_streams_must_leave_a_thread_for_requests() -> None:
+    result = subprocess.run(flowyard("api", "--threads", "2", "--event-streams", "2"),
+                            env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--event-streams (2) must be below --threads (2)" in result.stderr

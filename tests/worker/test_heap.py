@@ -50,8 +50,8 @@ def test_a_worker_freezes_its_heap_before_each_pool_child_is_forked(
 
 def test_each_api_process_freezes_its_heap_once_it_has_built_the_app(
         unfrozen: None, settings: Any) -> None:
-    options = gunicorn_options("127.0.0.1", 8000, 2, 4, 60, event_streams=8)
-    application = _gunicorn_application(settings, options, None, event_streams=8)
+    options = gunicorn_options("127.0.0.1", 8000, 2, 4, 60)
+    application = _gunicorn_application(settings, options, None, event_streams=2)
     assert application.cfg.preload_app is False  # built after the fork: frozen in each process
     application.cfg.post_worker_init(None)
     assert gc.get_freeze_count() > 0
