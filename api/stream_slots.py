@@ -2,9 +2,10 @@
 
 Under gunicorn's threaded workers an open stream holds a thread for as long as it lasts (up
 to an hour). Uncapped, as many watchers as a process has threads would leave it none for any
-other request, its health probes included. `flowyard api` gives each process its request
-threads plus one thread per stream slot (`--event-streams`), and a stream asked for when
-every slot is taken is refused at once. Must not block: a caller gets a slot now or an error.
+other request, its health probes included. `flowyard api` lets fewer of a process's threads
+stream than it has (`--event-streams`, half of `--threads` by default), and a stream asked
+for when every slot is taken is refused at once. Must not block: a caller gets a slot now or
+an error.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from api.errors import StreamLimitError
 from api.resources import instances
 from api.stream_slots import StreamSlots
 from models.instance import WorkflowInstance
@@ -108,16 +109,16 @@ def test_a_quiet_stream_writes_a_heartbeat_comment(
 def test_slots_are_taken_without_waiting_and_given_back_once() -> None:
     slots = StreamSlots(1)
     give_back = slots.take()
-    with pytest.raises(Exception, match="holds its 1 live event streams"):
+    with pytest.raises(StreamLimitError, match="holds its 1 live event streams"):
         slots.take()
     give_back()
     give_back()  # a second call must not free a slot another stream holds
     held = slots.take()
-    with pytest.raises(Exception, match="holds its 1"):
+    with pytest.raises(StreamLimitError, match="holds its 1"):
         slots.take()
     held()
 
 
 def test_no_slots_refuses_every_stream() -> None:
-    with pytest.raises(Exception, match="holds its 0"):
+    with pytest.raises(StreamLimitError, match="holds its 0"):
         StreamSlots(0).take()
