@@ -52,7 +52,8 @@ class _Api:
 
     def open_stream(self, instance_id: str) -> tuple[http.client.HTTPConnection,
                                                      http.client.HTTPResponse]:
-        """A stream's connection and answer; a 200's first event read, the body of any other."""
+        """A stream's connection and answer: a 200's first event line read, any other's body
+        left to the caller."""
         connection = self.connect()
         connection.request("GET", f"/api/workflow-instances/{instance_id}/events",
                            headers={"Authorization": f"Bearer {self.token}"})
