@@ -6,6 +6,10 @@ other request, its health probes included. `flowyard api` lets fewer of a proces
 stream than it has (`--event-streams`, half of `--threads` by default), and a stream asked
 for when every slot is taken is refused at once. Must not block: a caller gets a slot now or
 an error.
+
+When the process stops (gunicorn's SIGTERM), its streams are told to end (`end_all`): a
+stream lasts up to an hour, and gunicorn would otherwise wait its whole graceful timeout for
+them before the process could exit. A watcher's client reconnects, to a server still running.
 """
 
 from __future__ import annotations
@@ -23,17 +27,27 @@ RETRY_AFTER_SECONDS = 10
 
 
 class StreamSlots:
-    """`limit` slots, taken without waiting."""
+    """`limit` slots, taken without waiting (None: as many as asked for), and the signal
+    for every open stream to end."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int | None) -> None:
         self.limit = limit
-        self._free = threading.BoundedSemaphore(limit) if limit > 0 else None
+        self._free = threading.BoundedSemaphore(limit) if limit else None
+        # Set once, when the process stops: streams end at their next poll.
+        self.ending = threading.Event()
+
+    def end_all(self) -> None:
+        """Tell every open stream, and every later one, to end. Safe in a signal handler:
+        nothing else in the handling thread takes the event's lock."""
+        self.ending.set()
 
     def take(self) -> Callable[[], None]:
         """A slot, as the function that gives it back (calls after the first do nothing).
 
         Raises: StreamLimitError, when every slot is taken.
         """
+        if self.limit is None:
+            return _nothing
         if self._free is None or not self._free.acquire(blocking=False):
             raise StreamLimitError(
                 f"this API process already holds its {self.limit} live event streams; retry "
@@ -52,14 +66,17 @@ class StreamSlots:
 def init_stream_slots(app: Flask, limit: int | None) -> None:
     """Cap the app's open event streams at `limit`; None leaves them uncapped (an app no
     threaded server serves, such as a test client's)."""
-    if limit is not None:
-        app.extensions[_EXTENSION_KEY] = StreamSlots(limit)
+    app.extensions[_EXTENSION_KEY] = StreamSlots(limit)
 
 
-def take_stream_slot() -> Callable[[], None]:
-    """A slot of the current app's (see `StreamSlots.take`); a no-op when uncapped."""
-    slots: StreamSlots | None = current_app.extensions.get(_EXTENSION_KEY)
-    return slots.take() if slots is not None else _nothing
+def stream_slots_of(app: Flask) -> StreamSlots:
+    slots: StreamSlots = app.extensions[_EXTENSION_KEY]
+    return slots
+
+
+def stream_slots() -> StreamSlots:
+    """The current app's slots."""
+    return stream_slots_of(current_app)
 
 
 def _nothing() -> None:

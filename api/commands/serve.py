@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,18 +78,42 @@ def gunicorn_options(host: str, port: int, processes: int, threads: int,
         "proc_name": "flowyard-api",
         # Load the app in each worker, after fork: no database pool crosses a fork.
         "preload_app": False,
-        # Once each worker has built the app: full collections skip its startup heap.
-        "post_worker_init": _freeze_after_load,
+        # Once each worker has built the app: full collections skip its startup heap, and
+        # a stop ends its event streams.
+        "post_worker_init": _after_worker_init,
         # gunicorn's control socket lives at one path per user: a second API on the same
         # machine (another `flowyard up`, a test) would take it over. We do not use it.
         "control_socket_disable": True,
     }
 
 
-def _freeze_after_load(_worker: Any) -> None:
+def _after_worker_init(worker: Any) -> None:
     from worker.heap import freeze_startup_heap
 
+    _end_streams_on_stop(worker)
     freeze_startup_heap()
+
+
+def _end_streams_on_stop(worker: Any) -> None:
+    """On SIGTERM, the worker's open event streams end at their next poll, then gunicorn
+    stops as it would have.
+
+    gunicorn's graceful stop waits for every open connection, up to `graceful_timeout`; a
+    stream lasts up to an hour, so a single watcher held every stop (`flowyard up`, a
+    rolling update) for that whole timeout. Runs in the worker's main thread, after
+    gunicorn has installed its own handler (`Worker.init_process`), which it chains to.
+    """
+    from api.stream_slots import stream_slots_of
+
+    slots = stream_slots_of(worker.wsgi)
+    gunicorn_stop = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum: int, frame: Any) -> None:
+        slots.end_all()
+        if callable(gunicorn_stop):
+            gunicorn_stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 @contextmanager

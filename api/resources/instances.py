@@ -8,6 +8,7 @@ to the queues after commit. Must not run steps itself.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from api.schemas.instances import (
     InstanceListArgsSchema,
     InstanceSchema,
 )
-from api.stream_slots import take_stream_slot
+from api.stream_slots import stream_slots
 from models.approval import WorkflowApproval, WorkflowNotification
 from models.instance import WorkflowExecution, WorkflowInstance
 from models.instances import StartedInstance, steps_of
@@ -225,8 +226,10 @@ def _snapshot(session: Any, instance_id: uuid.UUID) -> dict[str, Any] | None:
             "steps": {node_id: status for node_id, status in rows}}
 
 
-def event_stream(factory: Any, instance_id: uuid.UUID) -> Iterator[str]:
-    """`status` events whenever the instance or a step changes; ends when it is final."""
+def event_stream(factory: Any, instance_id: uuid.UUID,
+                 ending: threading.Event) -> Iterator[str]:
+    """`status` events whenever the instance or a step changes; ends when it is final, or
+    early, with a comment saying why, once `ending` is set (the server is stopping)."""
     last: dict[str, Any] | None = None
     deadline = time.monotonic() + EVENT_STREAM_MAX_SECONDS
     last_write = time.monotonic()
@@ -244,7 +247,10 @@ def event_stream(factory: Any, instance_id: uuid.UUID) -> Iterator[str]:
         if current["status"] in _FINAL:
             yield f"event: end\ndata: {json.dumps({'status': current['status']})}\n\n"
             return
-        time.sleep(EVENT_POLL_SECONDS)  # poll interval of a live stream, not a test wait
+        # The poll interval of a live stream (not a test wait), cut short by a stop.
+        if ending.wait(EVENT_POLL_SECONDS):
+            yield ": the server is stopping; reconnect to follow this instance\n\n"
+            return
 
 
 @blp.route("/workflow-instances/<uuid:instance_id>/events")
@@ -257,13 +263,15 @@ class InstanceEvents(MethodView):
     def get(self, instance_id: uuid.UUID) -> Response:
         """Server-sent events: one `status` event per change, `end` when the instance ends.
 
-        503 (`too_many_streams`) when this API process holds as many streams as it may.
+        503 (`too_many_streams`) when this API process holds as many streams as it may. A
+        server that stops ends its streams with an SSE comment saying so: reconnect.
         """
         get_instance(request_session(), instance_id)
-        give_back = take_stream_slot()
+        slots = stream_slots()
+        give_back = slots.take()
         try:
-            response = Response(stream_with_context(event_stream(app_state().session_factory,
-                                                                 instance_id)),
+            response = Response(stream_with_context(event_stream(
+                                    app_state().session_factory, instance_id, slots.ending)),
                                 mimetype="text/event-stream",
                                 headers={"Cache-Control": "no-cache",
                                          "X-Accel-Buffering": "no"})

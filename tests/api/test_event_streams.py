@@ -106,6 +106,19 @@ def test_a_quiet_stream_writes_a_heartbeat_comment(
     stream.close()
 
 
+def test_a_stop_ends_every_open_stream_and_says_why(
+        capped: FlaskClient, running: uuid.UUID, viewer: Headers) -> None:
+    stream = _open(capped, running, viewer)
+    chunks: Iterator[bytes] = iter(stream.response)
+    assert bytes(next(chunks)).startswith(b"event: status")
+    slots: StreamSlots = capped.application.extensions["flowyard.stream_slots"]
+    slots.end_all()  # what `flowyard api` does on SIGTERM
+    assert bytes(next(chunks)) == (
+        b": the server is stopping; reconnect to follow this instance\n\n")
+    assert next(chunks, None) is None  # and the stream is over
+    stream.close()
+
+
 def test_slots_are_taken_without_waiting_and_given_back_once() -> None:
     slots = StreamSlots(1)
     give_back = slots.take()
@@ -117,6 +130,12 @@ def test_slots_are_taken_without_waiting_and_given_back_once() -> None:
     with pytest.raises(StreamLimitError, match="holds its 1"):
         slots.take()
     held()
+
+
+def test_uncapped_slots_give_every_stream_one() -> None:
+    slots = StreamSlots(None)
+    for _ in range(100):
+        slots.take()
 
 
 def test_no_slots_refuses_every_stream() -> None:

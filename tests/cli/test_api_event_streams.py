@@ -1,13 +1,16 @@
-"""`flowyard api` under gunicorn: open event streams never take every thread.
+"""`flowyard api` under gunicorn: open event streams never take every thread, nor hold up
+a stop.
 
 Each open stream holds a gunicorn thread while it lasts. Before streams were capped, as many
-watchers as the API had threads left it answering nothing else, its health probes included.
+watchers as the API had threads left it answering nothing else, its health probes included;
+before a stop ended them, one watcher held every stop for gunicorn's whole graceful timeout.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -78,13 +81,16 @@ def _streams_held(api: _Api, instance_id: str, count: int) -> Iterator[
             connection.close()
 
 
-def test_streams_beyond_their_slots_are_refused_and_requests_are_still_answered(
-        tmp_path: Path, database_url: str, redis_url: str) -> None:
+@contextmanager
+def _api_with_a_running_instance(tmp_path: Path, database_url: str, redis_url: str,
+                                 ) -> Iterator[tuple[_Api, str, subprocess.Popen[bytes], Path]]:
+    """`flowyard api` as one process of three threads, two of which may stream (easy to
+    starve), and an instance that stays running (no worker runs here), so its streams stay
+    open."""
     port = free_port()
     log = tmp_path / "api.log"
     env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url)
     api = _Api(port, admin_token(database_url))
-    # One process of three threads, two of which may stream: easy to starve.
     with started(flowyard("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                           "--threads", "3", "--event-streams", "2"), env, log) as process:
         wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 120, "the API's /readyz",
@@ -94,11 +100,16 @@ def test_streams_beyond_their_slots_are_refused_and_requests_are_still_answered(
                 {"id": "a", "type": "noop", "position": {"x": 0, "y": 0}, "data": {}}],
                 "edges": []}})
         assert status == 201, workflow
-        # No worker runs here: the instance stays running, so its streams stay open.
         status, instance = api.call("POST", f"/api/workflows/{workflow['id']}/execute",
                                     {"input": {}})
         assert status == 202, instance
-        instance_id = str(instance["id"])
+        yield api, str(instance["id"]), process, log
+
+
+def test_streams_beyond_their_slots_are_refused_and_requests_are_still_answered(
+        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    with _api_with_a_running_instance(tmp_path, database_url, redis_url) as (
+            api, instance_id, _, log):
         with _streams_held(api, instance_id, 2) as held:
             connection, refused = api.open_stream(instance_id)
             assert refused.status == 503, tail(log)  # before reading: a stream never ends
@@ -107,7 +118,7 @@ def test_streams_beyond_their_slots_are_refused_and_requests_are_still_answered(
             assert refused.getheader("Retry-After") == "10"
             assert body["error"]["code"] == "too_many_streams"
             # Every slot taken, and the API still answers everything else.
-            assert http_ok(f"http://127.0.0.1:{port}/healthz"), tail(log)
+            assert http_ok(f"http://127.0.0.1:{api.port}/healthz"), tail(log)
             status, read = api.call("GET", f"/api/workflow-instances/{instance_id}")
             assert status == 200 and read["status"] in ("pending", "running")
             # A watcher that goes away frees its slot once the stream's heartbeat finds
@@ -115,6 +126,25 @@ def test_streams_beyond_their_slots_are_refused_and_requests_are_still_answered(
             held[0].close()
             wait_for(lambda: _stream_accepted(api, instance_id), 60,
                      "a slot freed by a closed stream")
+
+
+def test_a_stop_ends_open_streams_instead_of_waiting_for_them(
+        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    with _api_with_a_running_instance(tmp_path, database_url, redis_url) as (
+            api, instance_id, process, log):
+        connection, stream = api.open_stream(instance_id)
+        assert stream.status == 200
+        process.send_signal(signal.SIGTERM)
+        # Read to the end: the stream's last words say why it ended. (Left open, gunicorn
+        # would close it only after its 30 s graceful timeout, without a word.)
+        try:
+            rest = stream.read()
+        except http.client.IncompleteRead as cut:  # the connection closed mid-stream
+            rest = cut.partial
+        connection.close()
+        assert rest.endswith(
+            b": the server is stopping; reconnect to follow this instance\n\n"), tail(log)
+        assert process.wait(60) == 0, tail(log)
 
 
 def _stream_accepted(api: _Api, instance_id: str) -> bool:
