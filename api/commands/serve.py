@@ -105,13 +105,14 @@ def _end_streams_on_stop(worker: Any) -> None:
     """
     from api.stream_slots import stream_slots_of
 
-    slots = stream_slots_of(worker.wsgi)
     gunicorn_stop = signal.getsignal(signal.SIGTERM)
+    if not callable(gunicorn_stop):
+        return  # not in a gunicorn worker: no stop of its to chain to
+    slots = stream_slots_of(worker.wsgi)
 
     def stop(signum: int, frame: Any) -> None:
         slots.end_all()
-        if callable(gunicorn_stop):
-            gunicorn_stop(signum, frame)
+        gunicorn_stop(signum, frame)
 
     signal.signal(signal.SIGTERM, stop)
 
