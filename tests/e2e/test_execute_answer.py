@@ -310,3 +310,49 @@ def test_a_launch_the_broker_cannot_take_is_accepted_and_sent_later(
     assert messages_for_the_step() == 0
     assert redispatch_unclaimed(runtime) >= 1
     assert messages_for_the_step() == 1, "the reconciler did not send the step"
+
+
+@LAUNCHES
+def test_a_launch_whose_database_fails_after_its_commit_is_accepted_and_admitted_later(
+        e2e_settings: Any, runtime: Any, api_for: Any, made: Any, launch: str,
+        monkeypatch: Any, caplog: Any) -> None:
+    """Committed, the call has succeeded: a database failure in what follows (here the
+    admission pass of an instance that found no room) answers 202 with the instance as
+    committed, not 500, which would have the client start it twice. The instance waits
+    pending, and the next admission pass starts it."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from models.instance import WorkflowInstance
+    from models.security import AuditLogEntry
+    from worker import admission, direct_launch
+
+    def database_gone(_runtime: Any) -> int:
+        raise OperationalError("SELECT ...", {}, psycopg.OperationalError(
+            "server closed the connection unexpectedly"))
+
+    with runtime.session_factory() as session:
+        running = session.scalar(select(func.count()).select_from(WorkflowInstance)
+                                 .where(WorkflowInstance.status == "running"))
+    # No room: the instance is left pending, and an admission pass follows the commit.
+    client, headers = api_for(e2e_settings.replace(max_concurrent_workflows=running))
+    workflow_id = _chain(runtime, made)
+    if launch == "later":
+        _execute_and_read(client, headers, workflow_id)  # pins the version
+    monkeypatch.setattr(admission, "admit_and_dispatch", database_gone)
+    monkeypatch.setattr(direct_launch, "admit_and_dispatch", database_gone)
+    caplog.set_level("WARNING", logger="api.resources.instances")
+    answer = client.post(f"/api/workflows/{workflow_id}/execute", json={}, headers=headers)
+    assert answer.status_code == 202, answer.json
+    assert answer.json["status"] == "pending"
+    instance_id = uuid.UUID(answer.json["id"])
+    assert f"launch of instance {instance_id} committed, then the database failed" in (
+        caplog.text)
+    assert instance_row(runtime, instance_id).status == "pending"
+    with runtime.session_factory() as session:
+        audited = session.execute(select(AuditLogEntry.outcome, AuditLogEntry.status_code)
+                                  .where(AuditLogEntry.resource_id == str(instance_id))).all()
+    assert [tuple(row) for row in audited] == [("success", 202)]
+    monkeypatch.undo()
+    admission.admit_and_dispatch(runtime)  # the reconciler's pass, with the room it has
+    assert instance_row(runtime, instance_id).status == "running"
