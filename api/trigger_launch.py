@@ -10,6 +10,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from api.after_commit import after_commit
 from api.context import worker_runtime
 from api.errors import ConflictError, NotFoundError
 from worker.gateway import (
@@ -31,6 +32,8 @@ def launch_for_api(session: Session, request: LaunchRequest) -> uuid.UUID:
         raise NotFoundError(str(error)) from None
 
 
-def admit_after_commit() -> None:
-    """Start what the committed firing created, within the admission limit."""
-    admit_and_dispatch(worker_runtime())
+def admit_after_commit(launched: str) -> None:
+    """Start what the committed firing created (`launched` names it), within the admission
+    limit; a database failure is logged, not raised (`api.after_commit`)."""
+    runtime = worker_runtime()
+    after_commit(launched, lambda: admit_and_dispatch(runtime), 0)

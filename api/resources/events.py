@@ -60,7 +60,8 @@ class Events(MethodView):
                                 "instance_id": instance_id})
         session.commit()
         if started:
-            admit_after_commit()
+            admit_after_commit("launch of instances "
+                               + ", ".join(str(item["instance_id"]) for item in started))
         set_audit_resource("events", f"{event['source']}:{event['type']}"[:100],
                            {"started": len(started)})
         return {"started": started, "errors": errors}

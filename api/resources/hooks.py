@@ -117,7 +117,7 @@ class Hook(MethodView):
         if instance_id is None:
             raise ConflictError("the trigger or its workflow is inactive")
         session.commit()
-        admit_after_commit()
+        admit_after_commit(f"launch of instance {instance_id}")
         set_audit_resource("workflow-instances", instance_id, {"trigger_id": str(trigger_id)})
         return {"instance_id": instance_id, "trigger_id": trigger.id,
                 "workflow_id": trigger.workflow_id, "status": "pending"}

@@ -8,21 +8,19 @@ to the queues after commit. Must not run steps itself.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 from flask import Response, stream_with_context
 from flask.views import MethodView
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
+from api.after_commit import after_commit
 from api.audit import (
     audit_entry,
     audit_written_with_work,
@@ -57,8 +55,6 @@ from worker.gateway import (
     decide_new,
     launch_directly,
 )
-
-logger = logging.getLogger(__name__)
 
 blp = Blueprint("instances", __name__, url_prefix="/api",
                 description="Workflow execution: start, monitor and control instances")
@@ -100,7 +96,8 @@ class Execute(MethodView):
         direct = (_launch_directly(runtime, connection, workflow_id, body)
                   if connection is not None and not key else None)
         if direct is not None:
-            return _after_launch(direct.instance, lambda: _direct_answer(runtime, direct)), 202
+            return after_commit(f"launch of instance {direct.instance.id}",
+                                lambda: _direct_answer(runtime, direct), direct.instance), 202
         # A key to look up, or a workflow that is unknown, inactive or never ran.
         session = request_session()
         instance, created = _create_instance(session, workflow_id, body, key)
@@ -112,28 +109,10 @@ class Execute(MethodView):
         set_audit_resource("workflow-instances", instance.id,
                            {"workflow_id": str(workflow_id), "created": created})
         if created:
-            instance = _after_launch(instance, lambda: _general_answer(
-                runtime, session, instance, admission))
+            # Answered as committed if the database fails after the commit (api.after_commit).
+            instance = after_commit(f"launch of instance {instance.id}", lambda: _general_answer(
+                runtime, session, instance, admission), instance)
         return instance, 202 if created else 200
-
-
-def _after_launch(committed: WorkflowInstance,
-                  answer: Callable[[], WorkflowInstance]) -> WorkflowInstance:
-    """`answer()`: what follows a launch's commit (its sends, any admission pass, a re-read),
-    and the instance to answer with; `committed`, as written, if the database fails there.
-
-    The call has succeeded by then: the instance exists and the audit row says 202. A 500
-    would have the client start the workflow again. Nothing is lost: the reconciler admits
-    pending instances and sends the steps nobody claimed (as for a broker that refuses the
-    send, `worker.orchestrator.apply_after_commit`).
-    """
-    try:
-        return answer()
-    except (SQLAlchemyError, psycopg.Error) as error:
-        logger.warning("launch of instance %s committed, then the database failed (%s): "
-                       "answered as committed; the reconciler admits it and sends its steps",
-                       committed.id, error)
-        return committed
 
 
 def _direct_answer(runtime: WorkerRuntime, direct: DirectLaunch) -> WorkflowInstance:

@@ -341,7 +341,7 @@ def test_a_launch_whose_database_fails_after_its_commit_is_accepted_and_admitted
         _execute_and_read(client, headers, workflow_id)  # pins the version
     monkeypatch.setattr(admission, "admit_and_dispatch", database_gone)
     monkeypatch.setattr(direct_launch, "admit_and_dispatch", database_gone)
-    caplog.set_level("WARNING", logger="api.resources.instances")
+    caplog.set_level("WARNING", logger="api.after_commit")
     answer = client.post(f"/api/workflows/{workflow_id}/execute", json={}, headers=headers)
     assert answer.status_code == 202, answer.json
     assert answer.json["status"] == "pending"

@@ -7,8 +7,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.resources.hooks import signature_for
@@ -161,6 +164,45 @@ def test_event_starts_only_matching_active_workflows(
     assert sorted(item["workflow_id"] for item in response.json["started"]) == sorted(
         [str(plain), str(filtered)])
     assert _trigger_row(session_factory, plain_trigger).trigger_count == 2
+
+
+def test_a_firing_whose_admission_fails_after_its_commit_is_still_accepted(
+    client: FlaskClient, editor: Headers, operator: Headers,
+    api_workflow: Callable[..., uuid.UUID], session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Committed, the firing has succeeded: a database failure in the admission pass that
+    follows answers 202 (a 500 would have a webhook's sender fire it again), and the
+    instance waits pending for the reconciler's pass."""
+    from api import trigger_launch
+
+    def database_gone(_runtime: Any) -> int:
+        raise OperationalError("SELECT ...", {}, psycopg.OperationalError(
+            "server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(trigger_launch, "admit_and_dispatch", database_gone)
+    caplog.set_level("WARNING", logger="api.after_commit")
+    hooked = api_workflow(name="hooked")
+    trigger_id = _trigger(client, editor, hooked, {"trigger_type": "webhook"})
+    fired = client.post(f"/api/hooks/{trigger_id}", json={"n": 1})
+    evented = api_workflow(name="evented")
+    _trigger(client, editor, evented, {"trigger_type": "event",
+                                       "configuration": {"source": "ci", "type": "done"}})
+    event = client.post("/api/events", json={"source": "ci", "type": "done", "payload": {}},
+                        headers=operator)
+
+    assert fired.status_code == 202, fired.json
+    assert event.status_code == 202, event.json
+    (hooked_instance,) = _instances(session_factory, hooked)
+    (evented_instance,) = _instances(session_factory, evented)
+    assert str(hooked_instance.id) == fired.json["instance_id"]
+    assert [item["instance_id"] for item in event.json["started"]] == [
+        str(evented_instance.id)]
+    assert hooked_instance.status == evented_instance.status == "pending"
+    assert f"launch of instance {hooked_instance.id} committed, then the database failed" in (
+        caplog.text)
+    assert (f"launch of instances {evented_instance.id} committed, then the database failed"
+            in caplog.text)
 
 
 def test_event_body_is_checked(client: FlaskClient, operator: Headers) -> None:

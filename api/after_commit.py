@@ -1,0 +1,36 @@
+"""The work a launch does after its commit: it may fail without failing the call.
+
+Once a launch has committed, the call has succeeded: the instance exists, and the audit
+row says so. What follows (sends, an admission pass, a re-read for the answer) is an
+optimisation the reconciler also does: it admits pending instances and sends the steps
+nobody claimed. A database error there must not answer 500, or the client (a webhook's
+sender retries by itself) would start the workflow again. A broker that refuses a send is
+handled where it is sent (`worker.orchestrator.apply_after_commit`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
+from sqlalchemy.exc import SQLAlchemyError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Raised by the ORM and Core, and by the hand-written SQL run on the driver beneath them.
+DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error)
+
+
+def after_commit(launched: str, work: Callable[[], T], fallback: T) -> T:
+    """`work()`, or `fallback` when the database fails in it (logged, naming `launched`)."""
+    try:
+        return work()
+    except DATABASE_ERRORS as error:
+        logger.warning("%s committed, then the database failed (%s): answered as "
+                       "committed; the reconciler admits it and sends its steps",
+                       launched, error)
+        return fallback
