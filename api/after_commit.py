@@ -1,4 +1,5 @@
-"""The work a launch does after its commit: it may fail without failing the call.
+"""The work a launch (or a control action) does after its commit: it may fail without
+failing the call.
 
 Once a launch has committed, the call has succeeded: the instance exists, and the audit
 row says so. What follows (sends, an admission pass, a re-read for the answer) is an
@@ -25,12 +26,13 @@ T = TypeVar("T")
 DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error)
 
 
-def after_commit(launched: str, work: Callable[[], T], fallback: T) -> T:
-    """`work()`, or `fallback` when the database fails in it (logged, naming `launched`)."""
+def after_commit(committed: str, work: Callable[[], T], fallback: T) -> T:
+    """`work()`, or `fallback` when the database fails in it (logged, naming what was
+    `committed`)."""
     try:
         return work()
     except DATABASE_ERRORS as error:
         logger.warning("%s committed, then the database failed (%s): answered as "
-                       "committed; the reconciler admits it and sends its steps",
-                       launched, error)
+                       "committed; the reconciler admits pending instances and sends the "
+                       "steps nobody claimed", committed, error)
         return fallback

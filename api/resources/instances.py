@@ -130,7 +130,7 @@ def _general_answer(runtime: WorkerRuntime, session: Any, instance: WorkflowInst
         _show_started(instance, started)
         return instance
     # Not `refresh`: it expires the entity before it reads, and a read that fails would
-    # leave nothing to answer with.
+    # leave nothing to answer with (`api.after_commit`).
     read = session.get(WorkflowInstance, instance.id, populate_existing=True)
     return read if read is not None else instance
 
@@ -309,9 +309,15 @@ def _control(action: str, instance_id: uuid.UUID) -> WorkflowInstance:
         raise ConflictError(str(error), details={"status": error.status}) from None
     session.commit()
     set_audit_resource("workflow-instances", instance_id, {"action": action})
+    return after_commit(f"{action} of instance {instance_id}",
+                        lambda: _after_control(session, result), result.instance)
+
+
+def _after_control(session: Any, result: Any) -> WorkflowInstance:
     control.after_control(worker_runtime(), result)
-    session.refresh(result.instance)
-    return result.instance
+    # Not `refresh`, which expires the entity first (see `_general_answer`).
+    read = session.get(WorkflowInstance, result.instance.id, populate_existing=True)
+    return read if read is not None else result.instance
 
 
 def _control_view(action: str, doc: str) -> type[MethodView]:

@@ -312,6 +312,31 @@ def test_a_launch_the_broker_cannot_take_is_accepted_and_sent_later(
     assert messages_for_the_step() == 1, "the reconciler did not send the step"
 
 
+def _database_gone(_runtime: Any) -> int:
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    raise OperationalError("SELECT ...", {}, psycopg.OperationalError(
+        "server closed the connection unexpectedly"))
+
+
+def test_a_cancel_whose_admission_pass_fails_after_its_commit_still_answers_cancelled(
+        e2e_settings: Any, runtime: Any, api_for: Any, made: Any, monkeypatch: Any,
+        caplog: Any) -> None:
+    from worker import admission
+
+    client, headers = api_for(e2e_settings)
+    started, _ = _execute_and_read(client, headers, _chain(runtime, made))
+    monkeypatch.setattr(admission, "admit_and_dispatch", _database_gone)
+    caplog.set_level("WARNING", logger="api.after_commit")
+    cancelled = client.post(f"/api/workflow-instances/{started['id']}/cancel", headers=headers)
+    assert cancelled.status_code == 200, cancelled.json
+    assert cancelled.json["status"] == "cancelled"
+    assert instance_row(runtime, uuid.UUID(started["id"])).status == "cancelled"
+    assert f"cancel of instance {started['id']} committed, then the database failed" in (
+        caplog.text)
+
+
 @LAUNCHES
 def test_a_launch_whose_database_fails_after_its_commit_is_accepted_and_admitted_later(
         e2e_settings: Any, runtime: Any, api_for: Any, made: Any, launch: str,
@@ -320,16 +345,9 @@ def test_a_launch_whose_database_fails_after_its_commit_is_accepted_and_admitted
     admission pass of an instance that found no room) answers 202 with the instance as
     committed, not 500, which would have the client start it twice. The instance waits
     pending, and the next admission pass starts it."""
-    import psycopg
-    from sqlalchemy.exc import OperationalError
-
     from models.instance import WorkflowInstance
     from models.security import AuditLogEntry
     from worker import admission, direct_launch
-
-    def database_gone(_runtime: Any) -> int:
-        raise OperationalError("SELECT ...", {}, psycopg.OperationalError(
-            "server closed the connection unexpectedly"))
 
     with runtime.session_factory() as session:
         running = session.scalar(select(func.count()).select_from(WorkflowInstance)
@@ -339,8 +357,8 @@ def test_a_launch_whose_database_fails_after_its_commit_is_accepted_and_admitted
     workflow_id = _chain(runtime, made)
     if launch == "later":
         _execute_and_read(client, headers, workflow_id)  # pins the version
-    monkeypatch.setattr(admission, "admit_and_dispatch", database_gone)
-    monkeypatch.setattr(direct_launch, "admit_and_dispatch", database_gone)
+    monkeypatch.setattr(admission, "admit_and_dispatch", _database_gone)
+    monkeypatch.setattr(direct_launch, "admit_and_dispatch", _database_gone)
     caplog.set_level("WARNING", logger="api.after_commit")
     answer = client.post(f"/api/workflows/{workflow_id}/execute", json={}, headers=headers)
     assert answer.status_code == 202, answer.json
