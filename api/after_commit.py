@@ -2,11 +2,12 @@
 failing the call.
 
 Once a launch has committed, the call has succeeded: the instance exists, and the audit
-row says so. What follows (sends, an admission pass, a re-read for the answer) is an
-optimisation the reconciler also does: it admits pending instances and sends the steps
+row says so. What follows (sends, an admission pass, a re-read for the answer) only hurries
+along what the reconciler does anyway: it admits pending instances and sends the steps
 nobody claimed. A database error there must not answer 500, or the client (a webhook's
-sender retries by itself) would start the workflow again. A broker that refuses a send is
-handled where it is sent (`worker.orchestrator.apply_after_commit`).
+sender retries by itself) would start the workflow again. A broker that refuses a send or a
+revoke is handled where it is sent (`worker.orchestrator.apply_after_commit`,
+`worker.control.after_control`).
 """
 
 from __future__ import annotations

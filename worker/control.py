@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import structlog
+from kombu.exceptions import OperationalError as BrokerUnreachable
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -23,6 +25,8 @@ from models.instances import lock_instance
 from models.step_recovery import reset_for_retry, stop_open_steps
 from models.subworkflows import children_of_instance
 from worker.runtime import WorkerRuntime
+
+log = structlog.get_logger("flowyard.control")
 
 
 class ControlError(Exception):
@@ -133,11 +137,20 @@ def retry(session: Session, instance_id: uuid.UUID) -> ControlResult:
 
 
 def after_control(runtime: WorkerRuntime, result: ControlResult) -> None:
-    """After commit: revoke what was running, then let admission fill the freed slots."""
+    """After commit: revoke what was running, then let admission fill the freed slots.
+
+    A revoke the broker cannot take is logged, not raised: it only stops work early. The
+    steps it would stop are already decided in the database, so a run that goes on finds
+    its result refused (the fenced completion) when it ends.
+    """
     from worker.admission import admit_and_dispatch
 
     if result.revoke_task_ids and runtime.celery is not None:
-        runtime.celery.control.revoke(result.revoke_task_ids)
+        try:
+            runtime.celery.control.revoke(result.revoke_task_ids)
+        except BrokerUnreachable as error:
+            log.warning("control.revoke_failed", tasks=len(result.revoke_task_ids),
+                        error=str(error), effect="those steps run to their end, unrecorded")
     admit_and_dispatch(runtime)
 
 

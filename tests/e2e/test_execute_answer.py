@@ -337,6 +337,30 @@ def test_a_cancel_whose_admission_pass_fails_after_its_commit_still_answers_canc
         caplog.text)
 
 
+def test_a_cancel_the_broker_cannot_revoke_still_answers_cancelled(
+        e2e_settings: Any, runtime: Any, api_for: Any, made: Any) -> None:
+    """The revoke only stops work early: the cancel is committed, and a step that runs on
+    finds its result refused when it ends."""
+    from models.instance import WorkflowExecution
+    from worker.celery_app import make_celery
+
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    client, headers = api_for(e2e_settings, make_celery(e2e_settings.replace(
+        broker_url=unreachable)))
+    started, _ = _execute_and_read(client, headers, _chain(runtime, made))
+    instance_id = uuid.UUID(started["id"])
+    first = steps(runtime, instance_id)["a"]
+    with runtime.session_factory() as session:  # as if a worker had claimed it
+        session.execute(update(WorkflowExecution).where(WorkflowExecution.id == first.id)
+                        .values(status="running", attempt=1, celery_task_id=str(uuid.uuid4()),
+                                started_at=func.now(), heartbeat_at=func.now()))
+        session.commit()
+    cancelled = client.post(f"/api/workflow-instances/{instance_id}/cancel", headers=headers)
+    assert cancelled.status_code == 200, cancelled.json
+    assert cancelled.json["status"] == "cancelled"
+    assert steps(runtime, instance_id)["a"].status == "failed"
+
+
 @LAUNCHES
 def test_a_launch_whose_database_fails_after_its_commit_is_accepted_and_admitted_later(
         e2e_settings: Any, runtime: Any, api_for: Any, made: Any, launch: str,
