@@ -13,7 +13,9 @@ from typing import Any
 
 from flask.views import MethodView
 from sqlalchemy import select
+from sqlalchemy.orm.attributes import set_committed_value
 
+from api.after_commit import after_commit
 from api.audit import set_audit_resource
 from api.auth import current_principal, require_any_token, require_role
 from api.blueprint import Blueprint
@@ -27,7 +29,7 @@ from api.schemas.approvals import (
     RejectSchema,
 )
 from models.approval import WorkflowApproval
-from models.approvals import approvals_query, find_approval
+from models.approvals import Decision, approvals_query, find_approval
 from models.instance import WorkflowExecution
 from worker.gateway import record_decision, resume_after_commit
 
@@ -105,11 +107,26 @@ def _decide(approval_id: uuid.UUID, *, approved: bool, comment: str | None) -> d
         state = "expired" if current.status in ("pending", "expired") else current.status
         raise ConflictError(f"approval {approval_id} is already {state}",
                             details={"status": current.status})
+    _show_decided(approval, decision)
+    # Read before the commit (a step's ids never change): after it, the call has succeeded,
+    # and a database failure must not answer 500 (`api.after_commit`).
+    (answer,) = _with_steps([approval])
     session.commit()
     set_audit_resource("approvals", approval_id,
                        {"decision": decision.status, "approver_role": approval.approver_role})
-    resume_after_commit(runtime, after)
-    return _with_steps([_get(approval_id)])[0]
+    after_commit(f"decision on approval {approval_id}",
+                 lambda: resume_after_commit(runtime, after), None)
+    return answer
+
+
+def _show_decided(approval: WorkflowApproval, decision: Decision) -> None:
+    """What the decision wrote (`models.approvals.decide_approval`), set on the entity as
+    if read."""
+    for name in ("status", "approver_user_id", "comment", "rejection_reason",
+                 "responded_at"):
+        set_committed_value(approval, name, getattr(decision, name))
+    # Both are the transaction's now().
+    set_committed_value(approval, "updated_at", decision.responded_at)
 
 
 def _with_steps(approvals: list[Any]) -> list[dict[str, Any]]:

@@ -118,6 +118,43 @@ def test_reject_routes_rejected_with_reason(client: FlaskClient, admin: Headers,
     assert (steps["no"].status, steps["yes"].status) == ("pending", "skipped")
 
 
+@pytest.mark.parametrize("decide", ["approve", "reject"])
+def test_a_decision_is_answered_as_stored(client: FlaskClient, admin: Headers,
+                                          waiting: dict[str, uuid.UUID], decide: str) -> None:
+    """The answer is built from what the decision wrote, not read again after the commit."""
+    response = client.post(f"/api/approvals/{waiting['approval']}/{decide}", headers=admin,
+                           json={"comment": "ok"} if decide == "approve" else {"reason": "no"})
+    assert response.status_code == 200, response.get_json()
+    stored = client.get(f"/api/approvals/{waiting['approval']}", headers=admin)
+    assert response.get_json() == stored.get_json()
+
+
+def test_a_decision_the_database_fails_after_is_still_answered_decided(
+        client: FlaskClient, admin: Headers, waiting: dict[str, uuid.UUID],
+        session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Committed, the decision has taken effect: a database failure in what follows (the
+    resumed flow's sends and admission) answers 200, not 500 (`api.after_commit`)."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from api.resources import approvals as endpoint
+
+    def database_gone(_runtime: Any, _after: Any) -> None:
+        raise OperationalError("SELECT ...", {}, psycopg.OperationalError(
+            "server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(endpoint, "resume_after_commit", database_gone)
+    caplog.set_level("WARNING", logger="api.after_commit")
+    response = client.post(f"/api/approvals/{waiting['approval']}/approve", headers=admin,
+                           json={})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["status"] == "approved"
+    assert _steps(session_factory, waiting["instance"])["ask"].status == "completed"
+    assert (f"decision on approval {waiting['approval']} committed, then the database "
+            "failed") in caplog.text
+
+
 @pytest.mark.parametrize("roles", [("editor",), ("other-role",), ("viewer", "operator")])
 def test_without_the_role_is_403_and_stays_pending(client: FlaskClient,
                                                   token_for: Callable[..., Headers],
