@@ -129,8 +129,15 @@ def _general_answer(runtime: WorkerRuntime, session: Any, instance: WorkflowInst
     if started is not None:
         _show_started(instance, started)
         return instance
-    # Not `refresh`: it expires the entity before it reads, and a read that fails would
-    # leave nothing to answer with (`api.after_commit`).
+    return _read_again(session, instance)
+
+
+def _read_again(session: Any, instance: WorkflowInstance) -> WorkflowInstance:
+    """`instance` as stored now; as it was, should it be gone.
+
+    Not `refresh`: it expires the entity before it reads, and a read that fails would leave
+    nothing to answer with (`api.after_commit`).
+    """
     read = session.get(WorkflowInstance, instance.id, populate_existing=True)
     return read if read is not None else instance
 
@@ -315,9 +322,7 @@ def _control(action: str, instance_id: uuid.UUID) -> WorkflowInstance:
 
 def _after_control(session: Any, result: Any) -> WorkflowInstance:
     control.after_control(worker_runtime(), result)
-    # Not `refresh`, which expires the entity first (see `_general_answer`).
-    read = session.get(WorkflowInstance, result.instance.id, populate_existing=True)
-    return read if read is not None else result.instance
+    return _read_again(session, result.instance)
 
 
 def _control_view(action: str, doc: str) -> type[MethodView]:
