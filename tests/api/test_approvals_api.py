@@ -135,16 +135,10 @@ def test_a_decision_the_database_fails_after_is_still_answered_decided(
         caplog: pytest.LogCaptureFixture) -> None:
     """Committed, the decision has taken effect: a database failure in what follows (the
     resumed flow's sends and admission) answers 200, not 500 (`api.after_commit`)."""
-    import psycopg
-    from sqlalchemy.exc import OperationalError
-
     from api.resources import approvals as endpoint
+    from tests.worker.helpers import lose_the_database_in
 
-    def database_gone(_runtime: Any, _after: Any) -> None:
-        raise OperationalError("SELECT ...", {}, psycopg.OperationalError(
-            "server closed the connection unexpectedly"))
-
-    monkeypatch.setattr(endpoint, "resume_after_commit", database_gone)
+    lose_the_database_in(monkeypatch, endpoint, ["resume_after_commit"])
     caplog.set_level("WARNING", logger="api.after_commit")
     response = client.post(f"/api/approvals/{waiting['approval']}/approve", headers=admin,
                            json={})

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select, update
 
 from tests.cli.processes import free_port
 from tests.e2e.helpers import edge, instance_row, make_workflow, node, steps
-from tests.worker.helpers import refuse_calls
+from tests.worker.helpers import lose_the_database_in, refuse_calls
 
 SHOWN = ("status", "started_at", "deadline_at", "paused_at", "updated_at", "progress",
          "current_step", "completed_at")
@@ -312,14 +312,6 @@ def test_a_launch_the_broker_cannot_take_is_accepted_and_sent_later(
     assert messages_for_the_step() == 1, "the reconciler did not send the step"
 
 
-def _database_gone(_runtime: Any) -> int:
-    import psycopg
-    from sqlalchemy.exc import OperationalError
-
-    raise OperationalError("SELECT ...", {}, psycopg.OperationalError(
-        "server closed the connection unexpectedly"))
-
-
 def test_a_cancel_whose_admission_pass_fails_after_its_commit_still_answers_cancelled(
         e2e_settings: Any, runtime: Any, api_for: Any, made: Any, monkeypatch: Any,
         caplog: Any) -> None:
@@ -327,7 +319,7 @@ def test_a_cancel_whose_admission_pass_fails_after_its_commit_still_answers_canc
 
     client, headers = api_for(e2e_settings)
     started, _ = _execute_and_read(client, headers, _chain(runtime, made))
-    monkeypatch.setattr(admission, "admit_and_dispatch", _database_gone)
+    lose_the_database_in(monkeypatch, admission, ["admit_and_dispatch"])
     caplog.set_level("WARNING", logger="api.after_commit")
     cancelled = client.post(f"/api/workflow-instances/{started['id']}/cancel", headers=headers)
     assert cancelled.status_code == 200, cancelled.json
@@ -381,8 +373,8 @@ def test_a_launch_whose_database_fails_after_its_commit_is_accepted_and_admitted
     workflow_id = _chain(runtime, made)
     if launch == "later":
         _execute_and_read(client, headers, workflow_id)  # pins the version
-    monkeypatch.setattr(admission, "admit_and_dispatch", _database_gone)
-    monkeypatch.setattr(direct_launch, "admit_and_dispatch", _database_gone)
+    lose_the_database_in(monkeypatch, admission, ["admit_and_dispatch"])
+    lose_the_database_in(monkeypatch, direct_launch, ["admit_and_dispatch"])
     caplog.set_level("WARNING", logger="api.after_commit")
     answer = client.post(f"/api/workflows/{workflow_id}/execute", json={}, headers=headers)
     assert answer.status_code == 202, answer.json

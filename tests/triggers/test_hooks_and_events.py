@@ -7,16 +7,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.resources.hooks import signature_for
 from models.instance import WorkflowInstance
 from models.workflow import WorkflowTrigger
+from tests.worker.helpers import lose_the_database_in
 
 Headers = dict[str, str]
 SECRET = "a-long-webhook-secret"
@@ -176,11 +175,7 @@ def test_a_firing_whose_admission_fails_after_its_commit_is_still_accepted(
     instance waits pending for the reconciler's pass."""
     from api import trigger_launch
 
-    def database_gone(_runtime: Any) -> int:
-        raise OperationalError("SELECT ...", {}, psycopg.OperationalError(
-            "server closed the connection unexpectedly"))
-
-    monkeypatch.setattr(trigger_launch, "admit_and_dispatch", database_gone)
+    lose_the_database_in(monkeypatch, trigger_launch, ["admit_and_dispatch"])
     caplog.set_level("WARNING", logger="api.after_commit")
     hooked = api_workflow(name="hooked")
     trigger_id = _trigger(client, editor, hooked, {"trigger_type": "webhook"})

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from models.db import transaction
 from models.steps import ClaimedStep, claim_step
@@ -63,6 +65,16 @@ def refuse_calls(monkeypatch: Any, module: Any, names: list[str], message: str) 
 
     for name in names:
         monkeypatch.setattr(module, name, refuse)
+
+
+def lose_the_database_in(monkeypatch: Any, module: Any, names: list[str]) -> None:
+    """Make each of `module`'s `names` fail as a call fails whose database connection broke."""
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("SELECT ...", {}, psycopg.OperationalError(
+            "server closed the connection unexpectedly"))
+
+    for name in names:
+        monkeypatch.setattr(module, name, lost)
 
 
 class RecordingCelery:
