@@ -7,15 +7,12 @@ anything else (that is `flowyard up`).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 
+from api.commands.metrics_dir import multiprocess_metrics
 from api.commands.secrets import check_secret_keys
 from api.commands.settings_loader import load_settings
 from models.settings import Settings, SettingsError
@@ -32,7 +29,7 @@ def _require_urls(settings: Settings) -> None:
 def _gunicorn_application(settings: Settings, options: dict[str, Any],
                           metrics_dir: str | None, event_streams: int) -> Any:
     """A gunicorn application that builds the Flask app from `settings` in each worker
-    (their HTTP metrics summed through `metrics_dir`, see `_multiprocess_metrics`; at most
+    (their HTTP metrics summed through `metrics_dir`, see `api.commands.metrics_dir`; at most
     `event_streams` of its threads serving live event streams, see `api.stream_slots`)."""
     from gunicorn.app.base import BaseApplication
 
@@ -117,27 +114,6 @@ def _end_streams_on_stop(worker: Any) -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-@contextmanager
-def _multiprocess_metrics() -> Iterator[str]:
-    """A new, empty directory for prometheus-client's multiprocess mode, for one run.
-
-    Every gunicorn process writes its HTTP metrics there and a scrape of any of them sums
-    them all. prometheus-client picks its mode from PROMETHEUS_MULTIPROC_DIR when it is
-    first imported, which is in each process after the fork (the app is built there, and
-    this process never imports it). A directory left from an earlier run would add that
-    run's counts, so each run makes its own (in the pod, /tmp is a memory-backed emptyDir)
-    and removes it at exit. gunicorn's `child_exit` needs no `mark_process_dead`: that is
-    for live gauges, and these are counters and histograms, which keep a stopped process's
-    counts, as they should.
-    """
-    path = tempfile.mkdtemp(prefix="flowyard-api-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 @click.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -165,7 +141,8 @@ def api(host: str, port: int, processes: int, threads: int, event_streams: int |
     _require_urls(settings)
     check_secret_keys(settings)
     options = gunicorn_options(host, port, processes, threads, timeout)
-    with _multiprocess_metrics() as metrics_dir:
+    # gunicorn forks its workers before they import prometheus-client (they build the app).
+    with multiprocess_metrics(prefix="flowyard-api-metrics-") as metrics_dir:
         _gunicorn_application(settings, options, metrics_dir, event_streams).run()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -9,7 +10,17 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cli.processes import clean_env, flowyard, free_port, http_ok, started, tail, wait_for
+from tests.cli.processes import (
+    clean_env,
+    descendants,
+    flowyard,
+    free_port,
+    gone,
+    http_ok,
+    started,
+    tail,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -56,5 +67,34 @@ def test_requests_served_by_two_processes_are_summed_in_every_scrape(
                 break
         assert len(_processes_that_counted(metrics_dir)) >= 2, tail(log)
         assert [_healthz_count(url) for _ in range(6)] == [sent] * 6
+    assert api.returncode == 0, tail(log)
+    assert not metrics_dir.exists(), "the run's metrics directory was left behind"
+
+
+def test_a_reload_replaces_the_processes_and_keeps_their_metrics_directory(
+        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    """SIGHUP is gunicorn's reload: new processes start, the old ones leave by SystemExit,
+    through the block that made the directory. Before, the first to leave removed it, the
+    new ones failed to boot on its absence, and gunicorn stopped the whole API."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    log = tmp_path / "api.log"
+    env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url, TMPDIR=str(temp))
+    url = f"http://127.0.0.1:{port}"
+    with started(flowyard("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                          "--threads", "2"), env, log) as api:
+        wait_for(lambda: http_ok(f"{url}/readyz"), 120, "the API's /readyz", alive=api)
+        metrics_dir = next(temp.glob("flowyard-api-metrics-*"))
+        before = descendants(api.pid)
+        assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+        api.send_signal(signal.SIGHUP)
+        wait_for(lambda: not gone(before), 60, "the old processes to leave", alive=api)
+        wait_for(lambda: len(descendants(api.pid)) == 2, 60, "two new processes", alive=api)
+        assert metrics_dir.is_dir(), tail(log)
+        # The new processes count beside the old ones' files.
+        assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+        assert wait_for(lambda: _healthz_count(url) == 2, 30, "both calls counted", alive=api)
+        assert api.poll() is None, tail(log)
     assert api.returncode == 0, tail(log)
     assert not metrics_dir.exists(), "the run's metrics directory was left behind"
