@@ -82,7 +82,9 @@ def _register_node_task(app: Celery, runtime: WorkerRuntime, type_name: str) -> 
                             expected_node(type_name, node_id, version_id))
 
     run_node.__name__ = f"run_{type_name}"
-    app.task(name=task_name(type_name), bind=False, acks_late=True,
+    # Not shared: a shared task joins every Celery app the process makes later, ahead of
+    # that app's own, so a second app would run steps through the first one's runtime.
+    app.task(name=task_name(type_name), bind=False, acks_late=True, shared=False,
              reject_on_worker_lost=True, ignore_result=True)(run_node)
 
 

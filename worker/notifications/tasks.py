@@ -59,7 +59,8 @@ def register_notification_tasks(app: Any, runtime: WorkerRuntime) -> None:
             resume_required_steps(runtime, result.execution_id)
         return result.status
 
-    app.task(name=SEND_TASK, acks_late=True, reject_on_worker_lost=True,
+    # Not shared, as node tasks (worker/celery_app.py): this app's runtime only.
+    app.task(name=SEND_TASK, acks_late=True, reject_on_worker_lost=True, shared=False,
              ignore_result=True)(send_notification)
     routes = dict(app.conf.task_routes or {})
     routes[SEND_TASK] = {"queue": SEND_QUEUE}
