@@ -7,8 +7,9 @@ as keyword arguments); the task claims the step in PostgreSQL.
 
 from __future__ import annotations
 
+import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, current_task
 from celery.signals import worker_before_create_process, worker_process_init
@@ -21,6 +22,11 @@ from worker.notifications.tasks import register_notification_tasks
 from worker.orchestrator import execute_step
 from worker.runtime import WorkerRuntime, build_runtime
 from worker.step_run import expected_node
+
+if TYPE_CHECKING:
+    # Imported by name only: importing prometheus-client here would fix its mode before
+    # `flowyard worker` names the multiprocess directory (`worker.metrics`).
+    from worker.metrics import StepMetrics
 
 # Redis re-delivers an unacked message after this long; it must exceed the longest step.
 MIN_VISIBILITY_TIMEOUT_SECONDS = 3600
@@ -54,8 +60,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Celery:
-    """A Celery app whose tasks run steps through `runtime` (built from settings if absent)."""
+def make_celery(settings: Settings, runtime: WorkerRuntime | None = None,
+                step_metrics: StepMetrics | None = None) -> Celery:
+    """A Celery app whose tasks run steps through `runtime` (built from settings if absent),
+    each counted in `step_metrics`, if given."""
     if runtime is None:
         runtime = build_runtime(settings)
     app = Celery("flowyard", set_as_current=False)
@@ -63,7 +71,7 @@ def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Cel
     runtime.celery = app
     routes: dict[str, dict[str, str]] = {}
     for name in runtime.node_types:
-        _register_node_task(app, runtime, name)
+        _register_node_task(app, runtime, name, step_metrics)
         routes[task_name(name)] = {"queue": queue_of(runtime.node_types, name)}
     app.conf.task_routes = routes
     app.conf.task_default_queue = "default"
@@ -74,12 +82,24 @@ def make_celery(settings: Settings, runtime: WorkerRuntime | None = None) -> Cel
     return app
 
 
-def _register_node_task(app: Celery, runtime: WorkerRuntime, type_name: str) -> None:
-    def run_node(execution_id: str, node_id: str | None = None,
-                 version_id: str | None = None) -> str:
+def _register_node_task(app: Celery, runtime: WorkerRuntime, type_name: str,
+                        step_metrics: StepMetrics | None) -> None:
+    def execute(execution_id: str, node_id: str | None, version_id: str | None) -> str:
         task_id = current_task.request.id if current_task else None
         return execute_step(runtime, uuid.UUID(execution_id), task_id,
                             expected_node(type_name, node_id, version_id))
+
+    def run_node(execution_id: str, node_id: str | None = None,
+                 version_id: str | None = None) -> str:
+        if step_metrics is None:
+            return execute(execution_id, node_id, version_id)
+        started = time.perf_counter()
+        happened = None
+        try:
+            happened = execute(execution_id, node_id, version_id)
+            return happened
+        finally:
+            step_metrics.observe(type_name, happened, time.perf_counter() - started)
 
     run_node.__name__ = f"run_{type_name}"
     # Not shared: a shared task joins every Celery app the process makes later, ahead of

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import click
 
 from api.commands.log_setup import configure_logging
+from api.commands.metrics_dir import multiprocess_metrics
 from api.commands.secrets import check_secret_keys
 from api.commands.settings_loader import load_settings
+
+if TYPE_CHECKING:
+    from worker.metrics import StepMetrics
 
 
 @click.command("worker")
@@ -19,7 +25,13 @@ from api.commands.settings_loader import load_settings
               help="Worker processes (default: CPUs).")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("-n", "--hostname", default=None, help="Node name (default: celery@<host>).")
-def worker(queues: str, concurrency: int | None, loglevel: str, hostname: str | None) -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve Prometheus metrics of the node tasks this worker runs (its pool "
+                   "processes summed) on this port.  [default: none]")
+@click.option("--metrics-address", default="0.0.0.0", show_default=True,
+              help="Address the metrics listen on, with --metrics-port.")
+def worker(queues: str, concurrency: int | None, loglevel: str, hostname: str | None,
+           metrics_port: int | None, metrics_address: str) -> None:
     """Run node tasks from the given queues until stopped."""
     from worker.celery_app import all_queues, make_celery
     from worker.runtime import build_runtime
@@ -28,21 +40,40 @@ def worker(queues: str, concurrency: int | None, loglevel: str, hostname: str | 
     check_secret_keys(settings)
     # --loglevel governs Flowyard's own events too, not only Celery's.
     configure_logging(settings, level=_level(loglevel))
-    # Each pool child runs steps one after another: it keeps its connection between them.
-    runtime = build_runtime(settings, hold_connections=True)
-    app = make_celery(settings, runtime)
-    if settings.worker_heartbeat_file:
-        from worker.liveness import install_heartbeat
+    with ExitStack() as stack:
+        step_metrics = None
+        if metrics_port is not None:
+            step_metrics = _serve_metrics(stack, metrics_address, metrics_port)
+        # Each pool child runs steps one after another: it keeps its connection between them.
+        runtime = build_runtime(settings, hold_connections=True)
+        app = make_celery(settings, runtime, step_metrics)
+        if settings.worker_heartbeat_file:
+            from worker.liveness import install_heartbeat
 
-        install_heartbeat(app, settings.worker_heartbeat_file)
-    chosen = queues or ",".join(all_queues(runtime))
-    argv = ["worker", "-Q", chosen, f"--loglevel={loglevel}", "-P", "prefork",
-            "--without-mingle", "--without-gossip"]
-    if concurrency:
-        argv += ["-c", str(concurrency)]
-    if hostname:
-        argv += ["-n", hostname]
-    app.worker_main(argv)
+            install_heartbeat(app, settings.worker_heartbeat_file)
+        chosen = queues or ",".join(all_queues(runtime))
+        argv = ["worker", "-Q", chosen, f"--loglevel={loglevel}", "-P", "prefork",
+                "--without-mingle", "--without-gossip"]
+        if concurrency:
+            argv += ["-c", str(concurrency)]
+        if hostname:
+            argv += ["-n", hostname]
+        app.worker_main(argv)
+
+
+def _serve_metrics(stack: ExitStack, address: str, port: int) -> StepMetrics:
+    """Start serving the worker's metrics, with a directory for this run (removed when
+    `stack` closes) where the pool children count."""
+    metrics_dir = stack.enter_context(multiprocess_metrics(prefix="flowyard-worker-metrics-"))
+    # Only now: prometheus-client takes its mode from that directory when first imported.
+    from worker.metrics import serve_multiprocess_metrics
+
+    try:
+        return serve_multiprocess_metrics(address, port, metrics_dir)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot serve metrics on {address}:{port}: {error.strerror or error}; "
+            "choose another --metrics-port") from None
 
 
 def _level(name: str) -> int:

@@ -265,6 +265,21 @@ def test_worker_liveness_comes_from_the_heartbeat_file(overlay: Rendered) -> Non
         assert "FLOWYARD_WORKER_HEARTBEAT_FILE" in env
 
 
+def test_api_and_workers_are_scraped_where_they_serve_metrics(overlay: Rendered) -> None:
+    """The annotation's port is a container port, and the process listens on it."""
+    for workload in [overlay.named("Deployment", "flowyard-api"), *overlay.workers()]:
+        name = workload["metadata"]["name"]
+        annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true", name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        port = int(annotations["prometheus.io/port"])
+        container = pod_spec(workload)["containers"][0]
+        assert port in {p["containerPort"] for p in container["ports"]}, name
+        option = "--port" if container["args"][0] == "api" else "--metrics-port"
+        args = container["args"]
+        assert args[args.index(option) + 1] == str(port), name
+
+
 def test_grace_periods_cover_the_step_time_limit(overlay: Rendered) -> None:
     from worker.dispatch import HARD_LIMIT_GRACE_SECONDS
 
