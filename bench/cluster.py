@@ -148,8 +148,10 @@ def flowyard_cluster(env: BenchEnvironment, *, workers: int = 2, concurrency: in
         flowyard_command("api", "--host", "127.0.0.1", "--port", str(port),
                          "--workers", str(api_workers)),
         flowyard_command("scheduler"),
+        # With their metrics served, as the manifests run them.
         *[flowyard_command("worker", "-c", str(concurrency), "--loglevel", "WARNING",
-                           "-n", f"bench{index}@%h") for index in range(workers)],
+                           "-n", f"bench{index}@%h", "--metrics-port", str(free_port()),
+                           "--metrics-address", "127.0.0.1") for index in range(workers)],
     ]
     token = _admin_token(child_env)
     base_url = f"http://127.0.0.1:{port}"
