@@ -79,6 +79,11 @@ def http_ok(url: str, headers: Mapping[str, str] | None = None) -> Any:
     return response if response.status_code == 200 else None
 
 
+def processes_that_counted(metrics_dir: Path) -> set[str]:
+    """The pids with counter files in a run's prometheus-client multiprocess directory."""
+    return {path.stem.rsplit("_", 1)[1] for path in metrics_dir.glob("counter_*.db")}
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from tests.cli.processes import (
     free_port,
     gone,
     http_ok,
+    processes_that_counted,
     started,
     tail,
     wait_for,
@@ -37,12 +41,11 @@ def _healthz_count(url: str) -> float:
                and sample.labels["route"] == "/healthz")
 
 
-def _processes_that_counted(metrics_dir: Path) -> set[str]:
-    return {path.stem.rsplit("_", 1)[1] for path in metrics_dir.glob("counter_*.db")}
-
-
-def test_requests_served_by_two_processes_are_summed_in_every_scrape(
-        tmp_path: Path, database_url: str, redis_url: str) -> None:
+@contextmanager
+def _api_of_two_processes(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[
+        tuple[subprocess.Popen[bytes], str, Path, Path]]:
+    """`flowyard api` of two processes, ready: the process, its URL, its run's metrics
+    directory and its log."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     port = free_port()
@@ -52,7 +55,13 @@ def test_requests_served_by_two_processes_are_summed_in_every_scrape(
     with started(flowyard("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
                           "--threads", "2"), env, log) as api:
         wait_for(lambda: http_ok(f"{url}/readyz"), 120, "the API's /readyz", alive=api)
-        metrics_dir = next(temp.glob("flowyard-api-metrics-*"))
+        yield api, url, next(temp.glob("flowyard-api-metrics-*")), log
+
+
+def test_requests_served_by_two_processes_are_summed_in_every_scrape(
+        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    with _api_of_two_processes(tmp_path, database_url, redis_url) as (api, url, metrics_dir,
+                                                                      log):
         sent = 0
         # The premise: both processes answered some of the calls. Which one accepts a new
         # connection is the kernel's choice, so send rounds until both have.
@@ -63,9 +72,9 @@ def test_requests_served_by_two_processes_are_summed_in_every_scrape(
                     range(ROUND)))
             assert answers == [200] * ROUND
             sent += ROUND
-            if len(_processes_that_counted(metrics_dir)) >= 2:
+            if len(processes_that_counted(metrics_dir)) >= 2:
                 break
-        assert len(_processes_that_counted(metrics_dir)) >= 2, tail(log)
+        assert len(processes_that_counted(metrics_dir)) >= 2, tail(log)
         assert [_healthz_count(url) for _ in range(6)] == [sent] * 6
     assert api.returncode == 0, tail(log)
     assert not metrics_dir.exists(), "the run's metrics directory was left behind"
@@ -76,16 +85,8 @@ def test_a_reload_replaces_the_processes_and_keeps_their_metrics_directory(
     """SIGHUP is gunicorn's reload: new processes start, the old ones leave by SystemExit,
     through the block that made the directory. Before, the first to leave removed it, the
     new ones failed to boot on its absence, and gunicorn stopped the whole API."""
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    port = free_port()
-    log = tmp_path / "api.log"
-    env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url, TMPDIR=str(temp))
-    url = f"http://127.0.0.1:{port}"
-    with started(flowyard("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-                          "--threads", "2"), env, log) as api:
-        wait_for(lambda: http_ok(f"{url}/readyz"), 120, "the API's /readyz", alive=api)
-        metrics_dir = next(temp.glob("flowyard-api-metrics-*"))
+    with _api_of_two_processes(tmp_path, database_url, redis_url) as (api, url, metrics_dir,
+                                                                      log):
         before = descendants(api.pid)
         assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
         api.send_signal(signal.SIGHUP)

@@ -18,6 +18,7 @@ from tests.cli.processes import (
     flowyard,
     free_port,
     http_ok,
+    processes_that_counted,
     started,
     tail,
     wait_for,
@@ -75,10 +76,6 @@ def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             if sample.name.startswith("flowyard_worker_")}
 
 
-def _processes_that_counted(metrics_dir: Path) -> set[str]:
-    return {path.stem.rsplit("_", 1)[1] for path in metrics_dir.glob("counter_*.db")}
-
-
 def _pool_children(pid: int) -> set[int]:
     import psutil
 
@@ -111,10 +108,10 @@ def test_a_scrape_sums_the_tasks_every_pool_process_ran(
         # The premise of "summed": both pool processes counted. Which one takes a task is
         # the pool's choice, so run more until both have.
         completed_runs = 1
-        while len(_processes_that_counted(metrics_dir)) < 2 and completed_runs < 10:
+        while len(processes_that_counted(metrics_dir)) < 2 and completed_runs < 10:
             _run(url, token, "completes")
             completed_runs += 1
-        assert _processes_that_counted(metrics_dir) == {str(pid) for pid in
+        assert processes_that_counted(metrics_dir) == {str(pid) for pid in
                                                         _pool_children(worker.pid)}
 
         samples = _scrape(metrics_url)
