@@ -20,7 +20,7 @@ from collections.abc import Callable
 from bench import api_scenarios, baseline_runs, scenarios
 from bench.cluster import flowyard_cluster
 from bench.environment import bench_environment, processes, python_command
-from bench.machine import speed_probe_ms
+from bench.machine import handoff_probe_us, speed_probe_ms
 from bench.resources import worker_rss_mib
 from bench.scenarios import Row
 
@@ -64,8 +64,9 @@ def _header() -> None:
     print(f"flowyard bench  {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}Z  commit {commit}  "
           f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
     # Lower is faster; compare absolute numbers across runs only with this beside them.
-    print(f"machine speed probe: {speed_probe_ms():.1f} ms (a fixed pure-Python loop, best of 7)",
-          flush=True)
+    print(f"machine speed probe: {speed_probe_ms():.1f} ms (a fixed pure-Python loop, best of 7)")
+    print(f"process hand-off probe: {handoff_probe_us():.1f} µs (a pipe round trip between two "
+          "processes, best of 5)", flush=True)
 
 
 def _exit_on_sigterm() -> None:

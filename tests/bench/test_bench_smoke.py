@@ -19,6 +19,7 @@ def test_bench_smoke_run_reports_every_scenario() -> None:
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "machine speed probe:" in result.stdout.splitlines()[1]
+    assert "process hand-off probe:" in result.stdout.splitlines()[2]
     for scenario in ("0. orchestrator cost per step", "1. hop latency p50", "2. throughput",
                      "2. CPU per step, all processes",
                      "3. REST execute->completed p50", "4. POST /execute throughput",
