@@ -27,7 +27,8 @@ BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 # already done or cancelled). Any other value is a handler's result: it succeeded.
 _OUTCOMES = {StepFailure.__name__: "failed", Suspend.__name__: "suspended", "stale": "stale"}
 SUCCEEDED = "succeeded"
-# The delivery raised (the database or the broker failed): Celery delivers it again.
+# The delivery raised (the database or the broker failed). Celery acks it anyway; the
+# reconciler sends the step again, or frees it once its lease ends.
 RAISED = "error"
 
 
