@@ -1,5 +1,6 @@
 """A worker's own Prometheus metrics: node tasks run, by type and outcome, and how long each
-took in the worker; served over HTTP from the worker's main process.
+took in the worker; served over HTTP from the worker's main process (and how the scheduler
+serves its own, `worker.reconciler_metrics`).
 
 The API's `/metrics` reads the workflow side from PostgreSQL at scrape time; these are
 counted where the work happens, so they cost nothing to scrape however many steps there
@@ -65,11 +66,21 @@ def serve_multiprocess_metrics(address: str, port: int, multiprocess_dir: str) -
     Raises:
         RuntimeError: prometheus-client was imported before PROMETHEUS_MULTIPROC_DIR was
             set, so the children's counts would never reach the files a scrape reads.
+        OSError: the address cannot be listened on.
     """
     if values.ValueClass is values.MutexValue:
         raise RuntimeError("prometheus-client was imported before its multiprocess "
                            "directory was set: worker metrics would stay empty")
     registry = CollectorRegistry(auto_describe=False)
     MultiProcessCollector(registry, path=multiprocess_dir)
-    start_http_server(port, addr=address, registry=registry)
+    serve_registry(address, port, registry)
     return make_step_metrics(None)
+
+
+def serve_registry(address: str, port: int, registry: CollectorRegistry) -> None:
+    """Serve `registry` at `address`:`port` from a daemon thread of this process.
+
+    Raises:
+        OSError: the address cannot be listened on.
+    """
+    start_http_server(port, addr=address, registry=registry)

@@ -10,9 +10,11 @@ engineers add periodic jobs (approval expiry, schedules) to `PeriodicJobs`.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -35,6 +37,11 @@ from worker.orchestrator import AfterCommit, apply_after_commit, finish_waiting_
 from worker.planning import advance, execution_metrics
 from worker.runtime import WorkerRuntime
 from worker.schedules import fire_schedules_job
+
+if TYPE_CHECKING:
+    # By name only: worker processes import this module, and prometheus-client must not be
+    # imported there before `flowyard worker` names its multiprocess directory.
+    from worker.reconciler_metrics import ReconcilerMetrics
 
 log = structlog.get_logger("flowyard.reconciler")
 
@@ -166,21 +173,32 @@ def default_jobs() -> PeriodicJobs:
     return jobs
 
 
-def reconcile_once(runtime: WorkerRuntime, jobs: PeriodicJobs) -> None:
-    """One pass; a failing job is logged and the others still run."""
+def reconcile_once(runtime: WorkerRuntime, jobs: PeriodicJobs,
+                   metrics: ReconcilerMetrics | None = None) -> None:
+    """One pass; a failing job is logged and the others still run. Each job's result, and
+    the pass's time, are counted in `metrics`, if given."""
+    started = time.perf_counter()
     for name, job in jobs.jobs:
         try:
-            job(runtime)
+            result = job(runtime)
         except Exception:  # one broken job must not stop the repair of everything else
             log.exception("reconciler.job_failed", job=name)
+            if metrics is not None:
+                metrics.job_failed(name)
+        else:
+            if metrics is not None:
+                metrics.job_done(name, result)
+    if metrics is not None:
+        metrics.pass_done(time.perf_counter() - started)
 
 
 def run_forever(runtime: WorkerRuntime, jobs: PeriodicJobs, stop: threading.Event,
-                after_pass: Callable[[], None] | None = None) -> None:
+                after_pass: Callable[[], None] | None = None,
+                metrics: ReconcilerMetrics | None = None) -> None:
     """Reconcile until `stop`; `after_pass` runs after each pass (the liveness heartbeat)."""
     interval = runtime.settings.reconcile_interval_seconds
     while not stop.is_set():
-        reconcile_once(runtime, jobs)
+        reconcile_once(runtime, jobs, metrics)
         if after_pass is not None:
             after_pass()
         stop.wait(interval)

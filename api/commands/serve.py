@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from api.commands.metrics_dir import multiprocess_metrics
+from api.commands.metrics_setup import multiprocess_metrics
 from api.commands.secrets import check_secret_keys
 from api.commands.settings_loader import load_settings
 from models.settings import Settings, SettingsError
@@ -29,7 +29,7 @@ def _require_urls(settings: Settings) -> None:
 def _gunicorn_application(settings: Settings, options: dict[str, Any],
                           metrics_dir: str | None, event_streams: int) -> Any:
     """A gunicorn application that builds the Flask app from `settings` in each worker
-    (their HTTP metrics summed through `metrics_dir`, see `api.commands.metrics_dir`; at most
+    (their HTTP metrics summed through `metrics_dir`, see `api.commands.metrics_setup`; at most
     `event_streams` of its threads serving live event streams, see `api.stream_slots`)."""
     from gunicorn.app.base import BaseApplication
 

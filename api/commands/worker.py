@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from api.commands.log_setup import configure_logging
-from api.commands.metrics_dir import multiprocess_metrics
+from api.commands.metrics_setup import metrics_options, multiprocess_metrics, port_not_served
 from api.commands.secrets import check_secret_keys
 from api.commands.settings_loader import load_settings
 
@@ -25,11 +25,7 @@ if TYPE_CHECKING:
               help="Worker processes (default: CPUs).")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("-n", "--hostname", default=None, help="Node name (default: celery@<host>).")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
-              help="Serve Prometheus metrics of the node tasks this worker runs (its pool "
-                   "processes summed) on this port.  [default: none]")
-@click.option("--metrics-address", default="0.0.0.0", show_default=True,
-              help="Address the metrics listen on, with --metrics-port.")
+@metrics_options("the node tasks this worker runs, its pool processes summed")
 def worker(queues: str, concurrency: int | None, loglevel: str, hostname: str | None,
            metrics_port: int | None, metrics_address: str) -> None:
     """Run node tasks from the given queues until stopped."""
@@ -71,9 +67,7 @@ def _serve_metrics(stack: ExitStack, address: str, port: int) -> StepMetrics:
     try:
         return serve_multiprocess_metrics(address, port, metrics_dir)
     except OSError as error:
-        raise click.ClickException(
-            f"cannot serve metrics on {address}:{port}: {error.strerror or error}; "
-            "choose another --metrics-port") from None
+        raise port_not_served(address, port, error) from None
 
 
 def _level(name: str) -> int:

@@ -265,9 +265,11 @@ def test_worker_liveness_comes_from_the_heartbeat_file(overlay: Rendered) -> Non
         assert "FLOWYARD_WORKER_HEARTBEAT_FILE" in env
 
 
-def test_api_and_workers_are_scraped_where_they_serve_metrics(overlay: Rendered) -> None:
+def test_api_scheduler_and_workers_are_scraped_where_they_serve_metrics(
+        overlay: Rendered) -> None:
     """The annotation's port is a container port, and the process listens on it."""
-    for workload in [overlay.named("Deployment", "flowyard-api"), *overlay.workers()]:
+    for workload in [overlay.named("Deployment", "flowyard-api"),
+                     overlay.named("Deployment", "flowyard-scheduler"), *overlay.workers()]:
         name = workload["metadata"]["name"]
         annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
         assert annotations.get("prometheus.io/scrape") == "true", name
