@@ -147,8 +147,9 @@ def flowyard_cluster(env: BenchEnvironment, *, workers: int = 2, concurrency: in
     commands: Sequence[Sequence[str]] = [
         flowyard_command("api", "--host", "127.0.0.1", "--port", str(port),
                          "--workers", str(api_workers)),
-        flowyard_command("scheduler"),
         # With their metrics served, as the manifests run them.
+        flowyard_command("scheduler", "--metrics-port", str(free_port()),
+                         "--metrics-address", "127.0.0.1"),
         *[flowyard_command("worker", "-c", str(concurrency), "--loglevel", "WARNING",
                            "-n", f"bench{index}@%h", "--metrics-port", str(free_port()),
                            "--metrics-address", "127.0.0.1") for index in range(workers)],
