@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -15,6 +14,7 @@ from tests.cli.processes import (
     flowyard,
     free_port,
     http_ok,
+    purge_queues,
     started,
     tail,
     wait_for,
@@ -35,9 +35,15 @@ def _reconciler_samples(url: str) -> dict[tuple[str, str], float]:
 
 
 def test_a_step_no_worker_claims_is_resent_and_counted(
-        tmp_path: Path, database_url: str, redis_url: str) -> None:
+        tmp_path: Path, empty_database_url: str, redis_url: str) -> None:
     # No worker runs: the step's first send is never taken, and after twice the lease the
-    # reconciler sends it again.
+    # reconciler sends it again. A database of its own: the reconciler works on every
+    # instance it finds, and with no worker, what it admitted of other tests' would stay
+    # running into theirs.
+    from migrations import runner
+
+    database_url = empty_database_url
+    runner.upgrade(database_url)
     env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url,
                     FLOWYARD_RECONCILE_INTERVAL="0.2", FLOWYARD_STEP_LEASE_SECONDS="1")
     api_port, metrics_port = free_port(), free_port()
@@ -85,6 +91,4 @@ def test_a_step_no_worker_claims_is_resent_and_counted(
     finally:
         # The sends nobody took stay in this session's Redis database: a later test's
         # workers would receive them.
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter("noop*"):
-            client.delete(key)
+        purge_queues(redis_url)

@@ -19,6 +19,7 @@ from tests.cli.processes import (
     free_port,
     http_ok,
     processes_that_counted,
+    purge_queues,
     started,
     tail,
     wait_for,
@@ -90,6 +91,8 @@ def test_a_scrape_sums_the_tasks_every_pool_process_ran(
     env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url, TMPDIR=str(temp))
     api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
     url, metrics_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{metrics_port}"
+    # Only this test's tasks are counted: its worker takes every queue.
+    purge_queues(redis_url)
     with (
         started(flowyard("api", "--host", "127.0.0.1", "--port", str(api_port)), env,
                 api_log) as api,
