@@ -58,9 +58,9 @@ def empty_database_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A Redis database index leased for this session and flushed before and after use."""
+@contextmanager
+def _leased_redis_database(holder: str) -> Iterator[str]:
+    """A Redis database index of its own, flushed before and after use."""
     import redis
 
     control = redis.Redis.from_url(f"{REDIS_SERVER_URL}/0")
@@ -70,7 +70,7 @@ def redis_url() -> Iterator[str]:
         if control.set(key, token, nx=True, ex=_LEASE_SECONDS):
             break
     else:
-        pytest.fail("no free Redis database index (1-15) for this test session")
+        pytest.fail(f"no free Redis database index (1-15) for {holder}")
     url = f"{REDIS_SERVER_URL}/{index}"
     client = redis.Redis.from_url(url)
     client.flushdb()
@@ -80,6 +80,22 @@ def redis_url() -> Iterator[str]:
         client.flushdb()
         if control.get(key) == token.encode():
             control.delete(key)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database index leased for this session and flushed before and after use."""
+    with _leased_redis_database("this test session") as url:
+        yield url
+
+
+@pytest.fixture
+def own_redis_url() -> Iterator[str]:
+    """A Redis database index of this test's own, for a test whose worker would take what
+    other tests left in the session's queues (and leave theirs unfinished), or that leaves
+    sends of its own."""
+    with _leased_redis_database("this test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

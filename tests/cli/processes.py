@@ -79,18 +79,6 @@ def http_ok(url: str, headers: Mapping[str, str] | None = None) -> Any:
     return response if response.status_code == 200 else None
 
 
-def purge_queues(redis_url: str) -> None:
-    """Drop every message waiting in the broker's queues (kombu keeps each queue as a Redis
-    list) of this session's Redis database: a worker started next takes every queue, and
-    would run what other tests left there."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter():
-        if client.type(key) == b"list":
-            client.delete(key)
-
-
 def processes_that_counted(metrics_dir: Path) -> set[str]:
     """The pids with counter files in a run's prometheus-client multiprocess directory."""
     return {path.stem.rsplit("_", 1)[1] for path in metrics_dir.glob("counter_*.db")}

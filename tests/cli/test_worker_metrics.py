@@ -19,7 +19,6 @@ from tests.cli.processes import (
     free_port,
     http_ok,
     processes_that_counted,
-    purge_queues,
     started,
     tail,
     wait_for,
@@ -84,15 +83,16 @@ def _pool_children(pid: int) -> set[int]:
 
 
 def test_a_scrape_sums_the_tasks_every_pool_process_ran(
-        tmp_path: Path, database_url: str, redis_url: str) -> None:
+        tmp_path: Path, database_url: str, own_redis_url: str) -> None:
+    # Its own Redis database: only this test's tasks reach its worker, and what other tests
+    # left in the session's queues stays there for the workers of theirs.
+    redis_url = own_redis_url
     temp = tmp_path / "tmp"
     temp.mkdir()
     api_port, metrics_port = free_port(), free_port()
     env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url, TMPDIR=str(temp))
     api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
     url, metrics_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{metrics_port}"
-    # Only this test's tasks are counted: its worker takes every queue.
-    purge_queues(redis_url)
     with (
         started(flowyard("api", "--host", "127.0.0.1", "--port", str(api_port)), env,
                 api_log) as api,
