@@ -41,13 +41,28 @@ def _new_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh database migrated with `alembic upgrade head`, dropped at the end."""
+@contextmanager
+def _new_migrated_database() -> Iterator[str]:
+    """A fresh database migrated with `alembic upgrade head`, dropped when the block ends."""
     from migrations import runner
 
     with _new_database() as url:
         runner.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database migrated with `alembic upgrade head`, dropped at the end."""
+    with _new_migrated_database() as url:
+        yield url
+
+
+@pytest.fixture
+def own_database_url() -> Iterator[str]:
+    """A migrated database of this test's own, for a test that runs the reconciler (it works
+    on every instance it finds) or leaves instances running (they take admission slots)."""
+    with _new_migrated_database() as url:
         yield url
 
 

@@ -34,15 +34,12 @@ def _reconciler_samples(url: str) -> dict[tuple[str, str], float]:
 
 
 def test_a_step_no_worker_claims_is_resent_and_counted(
-        tmp_path: Path, empty_database_url: str, own_redis_url: str) -> None:
+        tmp_path: Path, own_database_url: str, own_redis_url: str) -> None:
     # No worker runs: the step's first send is never taken, and after twice the lease the
     # reconciler sends it again. Databases of its own: the reconciler works on every
     # instance it finds (with no worker, what it admitted of other tests' would stay running
     # into theirs), and the sends nobody takes are dropped with its Redis database.
-    from migrations import runner
-
-    database_url, redis_url = empty_database_url, own_redis_url
-    runner.upgrade(database_url)
+    database_url, redis_url = own_database_url, own_redis_url
     env = clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url,
                     FLOWYARD_RECONCILE_INTERVAL="0.2", FLOWYARD_STEP_LEASE_SECONDS="1")
     api_port, metrics_port = free_port(), free_port()

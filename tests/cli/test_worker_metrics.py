@@ -83,14 +83,11 @@ def _pool_children(pid: int) -> set[int]:
 
 
 def test_a_scrape_sums_the_tasks_every_pool_process_ran(
-        tmp_path: Path, empty_database_url: str, own_redis_url: str) -> None:
+        tmp_path: Path, own_database_url: str, own_redis_url: str) -> None:
     # Databases of its own: only this test's tasks reach its worker, what other tests left
     # in the session's queues stays there for the workers of theirs, and the instance it
     # leaves waiting for an approval takes no admission slot of theirs.
-    from migrations import runner
-
-    database_url, redis_url = empty_database_url, own_redis_url
-    runner.upgrade(database_url)
+    database_url, redis_url = own_database_url, own_redis_url
     temp = tmp_path / "tmp"
     temp.mkdir()
     api_port, metrics_port = free_port(), free_port()
