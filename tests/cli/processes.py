@@ -79,6 +79,17 @@ def http_ok(url: str, headers: Mapping[str, str] | None = None) -> Any:
     return response if response.status_code == 200 else None
 
 
+def scrape(url: str, prefix: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples a Prometheus endpoint serves whose names start with `prefix`, by name and
+    (sorted) labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url, timeout=10).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name.startswith(prefix)}
+
+
 def processes_that_counted(metrics_dir: Path) -> set[str]:
     """The pids with counter files in a run's prometheus-client multiprocess directory."""
     return {path.stem.rsplit("_", 1)[1] for path in metrics_dir.glob("counter_*.db")}

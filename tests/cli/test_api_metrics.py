@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cli.processes import (
     clean_env,
@@ -21,6 +20,7 @@ from tests.cli.processes import (
     gone,
     http_ok,
     processes_that_counted,
+    scrape,
     started,
     tail,
     wait_for,
@@ -33,12 +33,9 @@ ROUND = 40  # /healthz calls per round, each on a connection of its own
 
 def _healthz_count(url: str) -> float:
     # A new connection each time, so the scrapes too land on either process.
-    text = requests.get(f"{url}/metrics", timeout=10).text
-    return sum(sample.value
-               for family in text_string_to_metric_families(text)
-               for sample in family.samples
-               if sample.name == "flowyard_http_requests_total"
-               and sample.labels["route"] == "/healthz")
+    return sum(value for (name, labels), value
+               in scrape(f"{url}/metrics", "flowyard_http_requests_total").items()
+               if name == "flowyard_http_requests_total" and dict(labels)["route"] == "/healthz")
 
 
 @contextmanager

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cli.processes import (
     admin_token,
@@ -14,6 +13,7 @@ from tests.cli.processes import (
     flowyard,
     free_port,
     http_ok,
+    scrape,
     started,
     tail,
     wait_for,
@@ -27,10 +27,9 @@ ONE_NOOP = {"name": "scheduler metrics: one noop", "workflow_data": {
 
 
 def _reconciler_samples(url: str) -> dict[tuple[str, str], float]:
-    text = requests.get(url, timeout=10).text
-    return {(sample.name, sample.labels.get("job", "")): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples
-            if sample.name.startswith("flowyard_reconciler_")}
+    """By name and job (empty for the pass histogram, which has no job)."""
+    return {(name, dict(labels).get("job", "")): value
+            for (name, labels), value in scrape(url, "flowyard_reconciler_").items()}
 
 
 def test_a_step_no_worker_claims_is_resent_and_counted(

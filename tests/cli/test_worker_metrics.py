@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cli.processes import (
     admin_token,
@@ -19,6 +18,7 @@ from tests.cli.processes import (
     free_port,
     http_ok,
     processes_that_counted,
+    scrape,
     started,
     tail,
     wait_for,
@@ -70,10 +70,7 @@ def _run(url: str, token: str, name: str) -> None:
 
 
 def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = requests.get(url, timeout=10).text
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples
-            if sample.name.startswith("flowyard_worker_")}
+    return scrape(url, "flowyard_worker_")
 
 
 def _pool_children(pid: int) -> set[int]:
