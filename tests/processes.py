@@ -129,11 +129,11 @@ def wait_worker_ready(proc: Process, timeout: float = 30.0) -> None:
 
 @contextmanager
 def worker_process(settings: Any, *, queues: str = "", concurrency: int = 1,
-                   name: str = "worker", extra_env: Mapping[str, str] | None = None
-                   ) -> Iterator[Process]:
+                   name: str = "worker", extra_env: Mapping[str, str] | None = None,
+                   pool: str = "prefork") -> Iterator[Process]:
     """A `flowyard worker` on the test broker, ready to take tasks when the block starts."""
     args = ["worker", "-c", str(concurrency), "-n", f"{name}-{os.getpid()}-{time.time_ns()}@%h",
-            "--loglevel", "INFO"]
+            "--loglevel", "INFO", "--pool", pool]
     if queues:
         args += ["-Q", queues]
     proc = start_process(args, settings_env(settings, extra_env), name)

@@ -126,7 +126,3 @@ def _freeze_heap_before_forks() -> None:
 
 def _freeze_before_fork(**_: Any) -> None:
     freeze_startup_heap()
-
-
-def all_queues(runtime: WorkerRuntime) -> list[str]:
-    return sorted({queue_of(runtime.node_types, name) for name in runtime.node_types})
