@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -130,10 +130,10 @@ def wait_worker_ready(proc: Process, timeout: float = 30.0) -> None:
 @contextmanager
 def worker_process(settings: Any, *, queues: str = "", concurrency: int = 1,
                    name: str = "worker", extra_env: Mapping[str, str] | None = None,
-                   pool: str = "prefork") -> Iterator[Process]:
+                   pool: str = "prefork", extra_args: Sequence[str] = ()) -> Iterator[Process]:
     """A `flowyard worker` on the test broker, ready to take tasks when the block starts."""
     args = ["worker", "-c", str(concurrency), "-n", f"{name}-{os.getpid()}-{time.time_ns()}@%h",
-            "--loglevel", "INFO", "--pool", pool]
+            "--loglevel", "INFO", "--pool", pool, *extra_args]
     if queues:
         args += ["-Q", queues]
     proc = start_process(args, settings_env(settings, extra_env), name)

@@ -70,8 +70,9 @@ def install_heartbeat(
     The touch runs on the worker's own timer, which the main process's event loop drives: if
     that loop stalls (deadlock, stuck consumer) the file goes stale and the probe fails. The
     file is written once at start and removed at shutdown. Call before the worker starts.
-    Use it with the prefork pool (what `flowyard worker` runs): with `-P solo` a long task
-    blocks that loop, and the probe would restart a worker that is merely busy.
+    Use it with the pools `flowyard worker` runs, prefork and threads, whose steps run off
+    that loop: with `-P solo` a long task blocks it, and the probe would restart a worker
+    that is merely busy.
     """
     from celery import bootsteps  # local: this module's check side must import fast
 

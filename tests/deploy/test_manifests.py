@@ -305,6 +305,29 @@ def test_worker_pools_cover_every_node_type_queue_once(overlay: Rendered) -> Non
     assert not missing, f"{overlay.overlay}: no worker consumes {sorted(missing)}"
 
 
+def _pool(worker: dict[str, Any]) -> str:
+    args = pod_spec(worker)["containers"][0]["args"]
+    for flag in ("-P", "--pool"):
+        if flag in args:
+            return str(args[args.index(flag) + 1])
+    return "prefork"
+
+
+def test_each_worker_pool_can_run_its_queues_and_pure_steps_skip_prefork(
+        overlay: Rendered) -> None:
+    from engine.nodetypes import BUILTIN_NODE_TYPES
+    from worker.pools import check_pool, pure_queues
+
+    pools = {}
+    for worker in overlay.workers():
+        name, queues = worker["metadata"]["name"], worker_queues(worker)
+        # What `flowyard worker` checks at start: a pod that fails it never runs.
+        check_pool(_pool(worker), queues, BUILTIN_NODE_TYPES)
+        pools.update(dict.fromkeys(queues, (name, _pool(worker))))
+    assert {queue: pools[queue][1] for queue in pure_queues(BUILTIN_NODE_TYPES)} == dict.fromkeys(
+        pure_queues(BUILTIN_NODE_TYPES), "threads"), pools
+
+
 def test_images_agree_across_deployments_and_the_migrate_job(overlay: Rendered) -> None:
     images = {
         c["image"] for w in overlay.workloads() for c in containers(w)

@@ -37,8 +37,9 @@ def _stop(process: subprocess.Popen[bytes], log: Path) -> int:
 
 @pytest.mark.parametrize("argv", [
     ["worker", "-Q", "noop,trigger", "-c", "1"],
+    ["worker", "-Q", "noop,trigger", "-c", "2", "--pool", "threads"],
     ["scheduler"],
-], ids=["worker", "scheduler"])
+], ids=["worker", "worker-threads", "scheduler"])
 def test_process_keeps_its_heartbeat_fresh_and_stops_on_sigterm(
     tmp_path: Path, private_database_url: str, redis_url: str, argv: list[str]
 ) -> None:

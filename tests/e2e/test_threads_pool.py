@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.processes import flowyard
+from tests.cli.processes import flowyard, free_port, scrape
 from tests.e2e.helpers import edge, make_workflow, node, start, steps, wait_status
 from tests.processes import settings_env, worker_process
 
@@ -39,13 +39,22 @@ def _branching_fan_out(runtime: Any) -> Any:
 def test_a_threads_worker_runs_pure_steps_without_child_processes(
         runtime: Any, e2e_settings: Any) -> None:
     workflow_id = _branching_fan_out(runtime)
-    with worker_process(e2e_settings, queues=PURE_QUEUES, concurrency=4,
-                        pool="threads") as worker:
+    metrics_port = free_port()
+    with worker_process(e2e_settings, queues=PURE_QUEUES, concurrency=4, pool="threads",
+                        extra_args=["--metrics-port", str(metrics_port),
+                                    "--metrics-address", "127.0.0.1"]) as worker:
         # Several instances at once: the four threads take their steps side by side.
         started = {n: start(runtime, workflow_id, {"n": n}) for n in (5, 7, 1)}
         rows = {n: wait_status(runtime, instance_id) for n, instance_id in started.items()}
         children = worker.children()
+        counted = scrape(f"http://127.0.0.1:{metrics_port}", "flowyard_worker_")
     assert children == [], "a threads worker forks no pool processes"
+    succeeded = {dict(labels)["type"]: value for (name, labels), value in counted.items()
+                 if name == "flowyard_worker_tasks_total" and ("outcome", "succeeded") in labels}
+    # Counted in the worker's own process: 2 x (WIDTH branches + join) transforms, at least
+    # (a step another test left in the session's queues may run here too).
+    assert succeeded.get("transform", 0) >= 2 * (WIDTH + 1), counted
+    assert succeeded.get("condition", 0) >= 3 and succeeded.get("noop", 0) >= 1, counted
     for n, row in rows.items():
         assert row.status == "completed", (n, row.error_details, worker.log())
         recorded = steps(runtime, started[n])
