@@ -1,7 +1,9 @@
 """Run the benchmarks: `python -m bench [--smoke] [--only NAME ...]`.
 
 Starts its own PostgreSQL database, Redis index, Flowyard processes (API, 2 workers of
-concurrency 2, scheduler) and baseline workers (2 x concurrency 2), then prints each scenario's
+concurrency 2, scheduler) and baseline workers (2 x concurrency 2), both sides' workers on
+the same Celery pool (`--pool`: threads, as the manifests run pure steps, or prefork), then
+prints each scenario's
 median and, where a baseline exists, the ratio Flowyard / baseline measured in this same run.
 `--smoke` runs every scenario with few iterations (CI uses it so the bench never rots; it
 asserts nothing about speed).
@@ -58,7 +60,7 @@ def _execute_cost_rows(calls: int, runs: int) -> list[Row]:
             Row("4. same, PostgreSQL's CPU per call", cost.database_cpu_ms, "ms")]
 
 
-def _header() -> None:
+def _header(pool: str) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
     print(f"flowyard bench  {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}Z  commit {commit}  "
@@ -66,7 +68,8 @@ def _header() -> None:
     # Lower is faster; compare absolute numbers across runs only with this beside them.
     print(f"machine speed probe: {speed_probe_ms():.1f} ms (a fixed pure-Python loop, best of 7)")
     print(f"process hand-off probe: {handoff_probe_us():.1f} µs (a pipe round trip between two "
-          "processes, best of 5)", flush=True)
+          "processes, best of 5)")
+    print(f"workers: 2 x concurrency 2 a side, Celery pool {pool}", flush=True)
 
 
 def _exit_on_sigterm() -> None:
@@ -87,9 +90,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rates", nargs="+", type=float, metavar="RATE",
                         help="the rates (calls a second) of the API scenario's open-loop "
                              "POST /execute loads (default: 300, the target; 50 with --smoke)")
+    parser.add_argument("--pool", choices=("threads", "prefork"), default="threads",
+                        help="the Celery pool of both sides' workers (default: threads, as "
+                             "deploy/ runs the queues of pure node types, every bench "
+                             "workflow's)")
     args = parser.parse_args(argv)
     runs = 2 if args.smoke else 7
-    _header()
+    _header(args.pool)
     rows: list[Row] = []
     failures: list[str] = []
     with bench_environment() as env:
@@ -101,8 +108,9 @@ def main(argv: list[str]) -> int:
             rows.extend(_execute_cost_rows(100 if args.smoke else 1000, 1 if args.smoke else 5))
         baseline_runs.prepare(env)
         baseline_workers = [python_command("-m", "bench.baseline", env.redis_url,
-                                           env.database_url, "2") for _ in range(2)]
-        with processes(baseline_workers, env.child_env()), flowyard_cluster(env) as client:
+                                           env.database_url, "2", args.pool) for _ in range(2)]
+        with processes(baseline_workers, env.child_env()), \
+                flowyard_cluster(env, pool=args.pool) as client:
             baseline_runs.run_chains(env, 2, 3, timeout=60)  # baseline warm-up
             steps: dict[str, Callable[[], list[Row]]] = {
                 "latency": lambda: scenarios.hop_latency(client, env, runs),

@@ -2,12 +2,15 @@
 
 Each hop is one Celery task that writes one row to PostgreSQL and enqueues the next hop, with
 the same reliability settings Flowyard uses (acks_late, prefetch 1, JSON). Run a worker with
-`python -m bench.baseline BROKER_URL DATABASE_URL [CONCURRENCY]`.
+`python -m bench.baseline BROKER_URL DATABASE_URL [CONCURRENCY [POOL]]`, POOL being
+`prefork` (the default) or `threads`: the pool Flowyard's bench workers run, so both sides
+pay the same to hand a message to the code that runs it.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 
 import psycopg
 from celery import Celery
@@ -36,16 +39,18 @@ def make_baseline_app(broker_url: str, database_url: str) -> Celery:
         task_default_queue="bench_baseline",
         broker_connection_retry_on_startup=True,
     )
-    state: dict[str, psycopg.Connection] = {}
+    # One connection per thread that runs hops: a prefork child's one, or a pool thread's.
+    state = threading.local()
 
     def connection() -> psycopg.Connection:
-        if "conn" not in state:
-            state["conn"] = psycopg.connect(database_url, autocommit=True)
-        return state["conn"]
+        conn: psycopg.Connection | None = getattr(state, "conn", None)
+        if conn is None:
+            conn = state.conn = psycopg.connect(database_url, autocommit=True)
+        return conn
 
     @worker_process_init.connect(weak=False)
     def _fresh_connection(**_: object) -> None:
-        state.clear()  # never share a connection across fork
+        state.__dict__.clear()  # never share a connection across fork
 
     @app.task(name="bench.hop")
     def hop(run_id: str, chain: int, number: int, total: int) -> None:
@@ -63,9 +68,10 @@ def make_baseline_app(broker_url: str, database_url: str) -> Celery:
 def main(argv: list[str]) -> None:
     broker_url, database_url = argv[0], argv[1]
     concurrency = argv[2] if len(argv) > 2 else "1"
+    pool = argv[3] if len(argv) > 3 else "prefork"
     app = make_baseline_app(broker_url, database_url)
     app.worker_main(["worker", "-Q", "bench_baseline", "-c", concurrency, "--loglevel", "WARNING",
-                     "--without-gossip", "--without-mingle", "--pool", "prefork"])
+                     "--without-gossip", "--without-mingle", "--pool", pool])
 
 
 if __name__ == "__main__":

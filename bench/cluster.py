@@ -21,6 +21,9 @@ import requests
 
 from bench.environment import BenchEnvironment, processes
 
+# The manifests' default pool (deploy/k8s/base/workers.yaml): the queues a threads pool
+# may run (worker.pools).
+PURE_QUEUES = ("trigger", "noop", "transform", "condition")
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
@@ -136,9 +139,13 @@ def _wait_ready(base_url: str, timeout: float = 60.0) -> None:
 
 @contextmanager
 def flowyard_cluster(env: BenchEnvironment, *, workers: int = 2, concurrency: int = 2,
-                     api_workers: int = 2, max_concurrent: int = 1000,
+                     api_workers: int = 2, max_concurrent: int = 1000, pool: str = "threads",
                      extra_env: dict[str, str] | None = None) -> Iterator[FlowyardClient]:
-    """API, `workers` worker processes (each `concurrency` slots) and a scheduler."""
+    """API, `workers` worker processes (each `concurrency` slots) and a scheduler.
+
+    With `pool="threads"` the workers run as the manifests' default pool does: the queues
+    of pure node types (every bench workflow's), in threads; with "prefork", every queue in
+    child processes, as `flowyard up` runs them."""
     # A 1,000-way fan-out/fan-in has 1,002 nodes: over the default 1,000-node limit.
     child_env = env.child_env(MAX_CONCURRENT_WORKFLOWS=str(max_concurrent),
                               FLOWYARD_RATE_LIMIT_PER_MINUTE="1000000",
@@ -150,7 +157,8 @@ def flowyard_cluster(env: BenchEnvironment, *, workers: int = 2, concurrency: in
         # With their metrics served, as the manifests run them.
         flowyard_command("scheduler", "--metrics-port", str(free_port()),
                          "--metrics-address", "127.0.0.1"),
-        *[flowyard_command("worker", "-c", str(concurrency), "--loglevel", "WARNING",
+        *[flowyard_command("worker", "-c", str(concurrency), *_pool_options(pool),
+                           "--loglevel", "WARNING",
                            "-n", f"bench{index}@%h", "--metrics-port", str(free_port()),
                            "--metrics-address", "127.0.0.1") for index in range(workers)],
     ]
@@ -161,6 +169,12 @@ def flowyard_cluster(env: BenchEnvironment, *, workers: int = 2, concurrency: in
         client = FlowyardClient(base_url, token)
         warm_up(client)
         yield client
+
+
+def _pool_options(pool: str) -> list[str]:
+    if pool == "threads":
+        return ["--pool", "threads", "-Q", ",".join(PURE_QUEUES)]
+    return ["--pool", pool]
 
 
 def chain_document(length: int, node_type: str = "noop") -> dict[str, Any]:
