@@ -47,6 +47,36 @@ def test_kill_9_mid_step_reruns_it_and_records_once(runtime: Any, e2e_settings: 
     assert keys == [f"{call.id}:1", f"{call.id}:2"]
 
 
+def test_kill_9_of_a_threads_worker_loses_no_pure_step(runtime: Any,
+                                                      e2e_settings: Any) -> None:
+    # A threads worker dies whole: every step its threads held goes with it, unacknowledged
+    # (no pool child to lose, so nothing is rejected back to the queue at once).
+    chain = [node("start", "trigger"), *[node(f"t{i}", "transform", {"output": {"i": i}})
+                                         for i in range(9)]]
+    wf = make_workflow(runtime, chain, [edge(a["id"], b["id"])
+                                        for a, b in zip(chain, chain[1:], strict=False)])
+    pure = {"queues": "trigger,noop,transform,condition", "pool": "threads", "concurrency": 2}
+    with scheduler_process(e2e_settings):
+        with worker_process(e2e_settings, name="doomed", **pure) as doomed:
+            instance_ids = [start(runtime, wf) for _ in range(20)]
+            wait_until(lambda: _completed_steps(runtime, instance_ids) >= 40, 60,
+                       message="some steps to complete")
+            doomed.signal_group(signal.SIGKILL)
+        # What the dead worker held is re-sent by the reconciler once its claim is overdue.
+        with worker_process(e2e_settings, name="heir", **pure):
+            rows = [wait_status(runtime, instance_id, timeout=90) for instance_id in instance_ids]
+    assert [row.status for row in rows] == ["completed"] * len(rows)
+    for instance_id in instance_ids:
+        recorded = steps(runtime, instance_id)
+        assert {step.attempt for step in recorded.values()} == {1}
+        assert recorded["t8"].output_data == {"i": 8}
+
+
+def _completed_steps(runtime: Any, instance_ids: list[uuid.UUID]) -> int:
+    return sum(step.status == "completed" for instance_id in instance_ids
+               for step in steps(runtime, instance_id).values())
+
+
 def test_same_step_delivered_twice_concurrently_has_one_effect(
         runtime: Any, e2e_settings: Any, http_server: Any) -> None:
     path = f"/slow/{uuid.uuid4().hex}"
