@@ -21,9 +21,6 @@ import requests
 
 from bench.environment import BenchEnvironment, processes
 
-# The manifests' default pool (deploy/k8s/base/workers.yaml): the queues a threads pool
-# may run (worker.pools).
-PURE_QUEUES = ("trigger", "noop", "transform", "condition")
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
@@ -173,7 +170,11 @@ def flowyard_cluster(env: BenchEnvironment, *, workers: int = 2, concurrency: in
 
 def _pool_options(pool: str) -> list[str]:
     if pool == "threads":
-        return ["--pool", "threads", "-Q", ",".join(PURE_QUEUES)]
+        from engine.nodetypes import BUILTIN_NODE_TYPES
+        from worker.pools import pure_queues
+
+        # The queues a threads pool may run, as the manifests' default pool consumes them.
+        return ["--pool", "threads", "-Q", ",".join(pure_queues(BUILTIN_NODE_TYPES))]
     return ["--pool", pool]
 
 
