@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import psycopg
 
 from bench.cluster import FlowyardClient, chain_document
+from bench.connections import connections_by_process, split_text
 from bench.environment import BenchEnvironment
-from bench.resources import cluster_group, cpu_seconds_by_group
+from bench.resources import cluster_group, cpu_seconds_by_group, pids_in_group
 from bench.scenarios import CPU_PER_STEP, Row, timed
 from bench.stats import median
 
@@ -26,14 +27,33 @@ EXECUTE_CPU = "4. POST /execute CPU per call, all processes"
 
 def _load(client: FlowyardClient, method: str, path: str, body: Any, seconds: float,
           connections: int, rate: float | None = None) -> dict[str, Any]:
-    """`bench.load` in its own process: a closed loop, or an open one at `rate` a second."""
+    """`bench.load` in its own process: a closed loop, or an open one at `rate` a second.
+
+    A closed loop's result also says how its connections split between the API's processes
+    (`connection_split`, seen halfway through)."""
     command = [sys.executable, "-m", "bench.load", client.base_url, client.token, method, path,
                json.dumps(body) if body is not None else "-", str(seconds), str(connections),
                *([] if rate is None else [str(rate)])]
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=root)
-    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as load:
+        split = None
+        if rate is None:
+            time.sleep(seconds / 2)
+            split = _connection_split(client)
+        out, err = load.communicate()
+    if load.returncode:
+        raise subprocess.CalledProcessError(load.returncode, command, out, err)
+    result = dict(json.loads(out.strip().splitlines()[-1]))
+    result["connection_split"] = split
+    return result
+
+
+def _connection_split(client: FlowyardClient) -> str:
+    port = urlsplit(client.base_url).port or 80
+    return split_text(connections_by_process(
+        port, pids_in_group(cluster_group(port), "api")).values())
 
 
 def _wait_all_finished(env: BenchEnvironment, timeout: float = 120.0) -> None:
@@ -119,6 +139,9 @@ def _checked(name: str, result: dict[str, Any]) -> None:
         raise RuntimeError(f"{name}: {result['errors']} failed requests under load")
     # How the connections split between the API's processes shows in these counts.
     print(f"  {name} answers per connection: {result['answers_per_connection']}", flush=True)
+    if result.get("connection_split"):
+        print(f"  {name} connections per API process (halfway): {result['connection_split']}",
+              flush=True)
 
 
 def _fixed_rate_rows(name: str, result: dict[str, Any], target: str) -> list[Row]:

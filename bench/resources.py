@@ -69,6 +69,11 @@ def cpu_seconds_by_group(group_of: Callable[[str], str | None]) -> dict[str, flo
     return totals
 
 
+def pids_in_group(group_of: Callable[[str], str | None], group: str) -> list[int]:
+    """The live processes `group_of` puts in `group`."""
+    return [int(proc.name) for proc, cmdline in _processes() if group_of(cmdline) == group]
+
+
 @dataclass
 class CpuWindow:
     """The CPU seconds the processes of `group_of`'s groups spend between each `start()` and
