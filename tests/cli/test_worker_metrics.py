@@ -73,6 +73,13 @@ def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return scrape(url, "flowyard_worker_")
 
 
+def _tasks(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
+    """flowyard_worker_tasks_total as {"type/outcome": count}."""
+    return {dict(labels)["type"] + "/" + dict(labels)["outcome"]: value
+            for (name, labels), value in samples.items()
+            if name == "flowyard_worker_tasks_total"}
+
+
 def _pool_children(pid: int) -> set[int]:
     import psutil
 
@@ -115,13 +122,13 @@ def test_a_scrape_sums_the_tasks_every_pool_process_ran(
         assert processes_that_counted(metrics_dir) == {str(pid) for pid in
                                                         _pool_children(worker.pid)}
 
-        samples = _scrape(metrics_url)
-        tasks = {dict(labels)["type"] + "/" + dict(labels)["outcome"]: value
-                 for (name, labels), value in samples.items()
-                 if name == "flowyard_worker_tasks_total"}
         runs = len(WORKFLOWS) - 1 + completed_runs
-        assert tasks == {"trigger/succeeded": runs, "noop/succeeded": 2 * completed_runs,
-                         "condition/failed": 1, "approval/suspended": 1}, tail(worker_log)
+        expected = {"trigger/succeeded": runs, "noop/succeeded": 2 * completed_runs,
+                    "condition/failed": 1, "approval/suspended": 1}
+        # A task is counted just after its commit: the last one may lag its instance's end.
+        wait_for(lambda: _tasks(_scrape(metrics_url)) == expected, 10, "every task counted")
+        samples = _scrape(metrics_url)
+        assert _tasks(samples) == expected, tail(worker_log)
         durations = {dict(labels)["type"]: value for (name, labels), value in samples.items()
                      if name == "flowyard_worker_task_duration_seconds_count"}
         assert durations == {"trigger": runs, "noop": 2 * completed_runs, "condition": 1,
@@ -136,9 +143,8 @@ def test_a_scrape_sums_the_tasks_every_pool_process_ran(
         wait_for(lambda: child not in _pool_children(worker.pid)
                  and len(_pool_children(worker.pid)) == 2, 60, "a new pool process")
         _run(url, token, "completes")
-        after = _scrape(metrics_url)
-        assert after[("flowyard_worker_tasks_total",
-                      (("outcome", "succeeded"), ("type", "noop")))] == 2 * completed_runs + 2
+        wait_for(lambda: _tasks(_scrape(metrics_url)).get("noop/succeeded")
+                 == 2 * completed_runs + 2, 10, "the new pool process's tasks counted")
     assert worker.returncode == 0, tail(worker_log)
     assert not metrics_dir.exists(), "the run's metrics directory was left behind"
 
